@@ -1,0 +1,165 @@
+//! `sam-agent`: checks out branches into workspaces and serves shells on PTYs
+//! over WebSocket to sam, which relays them to the browser.
+
+mod credential;
+mod server;
+mod terminal;
+mod workspace;
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use server::{AppState, StopSignals};
+use terminal::Sessions;
+use workspace::Workspaces;
+
+/// The variable holding the hex token key. It is read once and removed from the
+/// agent's environment, so no child process (git, shells) ever inherits it.
+const KEY_VAR: &str = "SAM_AGENT_KEY";
+
+/// Shortest accepted key: HS256 wants at least 128 bits of secret.
+const MIN_KEY_BYTES: usize = 16;
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the workspace and terminal API (token key in the SAM_AGENT_KEY env var, hex).
+    Serve(ServeArgs),
+    /// git credential helper used by the agent's own fetches; not for people.
+    GitCredential {
+        /// get, store or erase, as git passes it.
+        operation: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port, reported on stdout.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Directory holding one checkout per workspace.
+    #[arg(long)]
+    root: PathBuf,
+    /// How long a session lives with no socket attached.
+    #[arg(long, default_value_t = 600)]
+    session_grace_secs: u64,
+    /// How long a whole checkout (fetch included) may take.
+    #[arg(long, default_value_t = 600)]
+    git_timeout_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::GitCredential { operation } => credential::answer(
+            &operation,
+            std::env::var(credential::TOKEN_VAR).ok().as_deref(),
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        ),
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("sam-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    die_with_parent()?;
+    let key = take_key()?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async move {
+            let signals = StopSignals::catch()?;
+            let helper_exe = std::env::current_exe().context("cannot find the agent binary")?;
+            let workspaces = Workspaces::open(
+                &args.root,
+                &helper_exe,
+                Duration::from_secs(args.git_timeout_secs),
+            )?;
+            let sessions = Sessions::new(Duration::from_secs(args.session_grace_secs));
+            let state = Arc::new(AppState {
+                key,
+                workspaces,
+                sessions,
+            });
+
+            let listener = TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            let address = listener.local_addr().context("no local address")?;
+            announce(address)?;
+            tracing::info!(%address, root = %args.root.display(), "agent listening");
+            server::serve(listener, state, signals).await
+        })
+}
+
+/// sam starts the agent and may die without stopping it (a crash, SIGKILL). The
+/// kernel then sends SIGTERM to the agent, which hangs up its shells and exits
+/// instead of lingering with sessions nobody can reach. Note that the signal is
+/// tied to the parent *thread*: sam must spawn the agent from a thread that lives
+/// as long as sam does (not a short-lived blocking-pool thread).
+fn die_with_parent() -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = nix::unistd::getppid();
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+            .context("cannot ask to be signalled when the parent exits")?;
+        // The parent may have died before the request above took effect.
+        if nix::unistd::getppid() != parent {
+            bail!("the parent process exited during startup");
+        }
+    }
+    Ok(())
+}
+
+fn take_key() -> anyhow::Result<Vec<u8>> {
+    let hex_key = std::env::var(KEY_VAR).with_context(|| format!("{KEY_VAR} is not set"))?;
+    // SAFETY: no other thread exists yet: the runtime and tracing start after this.
+    unsafe { std::env::remove_var(KEY_VAR) };
+    let key = hex::decode(hex_key.trim()).with_context(|| format!("{KEY_VAR} is not hex"))?;
+    if key.len() < MIN_KEY_BYTES {
+        bail!("{KEY_VAR} must hold at least {MIN_KEY_BYTES} bytes");
+    }
+    Ok(key)
+}
+
+/// Tells the process that started the agent where it listens: one JSON line on
+/// stdout, the only thing the agent ever prints there.
+fn announce(address: SocketAddr) -> anyhow::Result<()> {
+    let line = serde_json::json!({ "listen": address.to_string() });
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .context("cannot report the listen address")
+}

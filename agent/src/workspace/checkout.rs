@@ -1,0 +1,218 @@
+//! Checking out one branch at one commit into a fresh directory.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::Ready;
+use super::git::{Git, Output};
+use super::request::CheckoutRequest;
+use crate::credential::{self, TOKEN_VAR};
+
+/// Where a checkout notes what it checked out, inside `.git` so it never shows in
+/// `git status`.
+const MARKER: &str = ".git/sam-workspace.json";
+
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    branch: String,
+}
+
+/// Why a checkout did not happen.
+#[derive(Debug, Error)]
+pub enum CheckoutError {
+    /// The request cannot be served as asked: an invalid name, an unreachable
+    /// repository, a commit that is not there. `log` is the tail of git's stderr.
+    #[error("{message}")]
+    Refused { message: String, log: String },
+    /// The agent itself failed: disk, a missing git, a timeout.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl CheckoutError {
+    pub(super) fn timed_out(limit: std::time::Duration) -> Self {
+        CheckoutError::Internal(anyhow::anyhow!(
+            "the checkout did not finish within {} s",
+            limit.as_secs()
+        ))
+    }
+}
+
+/// A step's failure before git's log is attached.
+enum Failure {
+    Refused(String),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Internal(error)
+    }
+}
+
+/// One checkout into `dir`, which is created (or emptied) first.
+pub struct Checkout<'a> {
+    /// Where the repository is made.
+    pub dir: &'a Path,
+    /// The agent binary, git's credential helper for the fetch.
+    pub helper_exe: &'a Path,
+    /// What to check out.
+    pub request: &'a CheckoutRequest,
+}
+
+impl Checkout<'_> {
+    /// Runs every step; on failure the caller removes `dir`.
+    pub async fn run(&self) -> Result<(), CheckoutError> {
+        self.request
+            .validate()
+            .map_err(|message| CheckoutError::Refused {
+                message,
+                log: String::new(),
+            })?;
+        fresh_dir(self.dir).await?;
+
+        let token = self.request.git_token.as_ref().map(|t| t.expose());
+        let mut git = Git::new(self.dir).redacting(token);
+        match self.steps(&mut git, token).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Refused(message)) => Err(CheckoutError::Refused {
+                message,
+                log: git.into_log(),
+            }),
+            Err(Failure::Internal(error)) => Err(CheckoutError::Internal(error)),
+        }
+    }
+
+    async fn steps(&self, git: &mut Git<'_>, token: Option<&str>) -> Result<(), Failure> {
+        let request = self.request;
+        let branch = request.branch.as_str();
+
+        // git's own rules for names; `--branch` also expands `@{-1}`, so its answer
+        // must be the name itself.
+        let checked = git.run(["check-ref-format", "--branch", branch]).await?;
+        if !checked.success || checked.stdout != branch {
+            return Err(Failure::Refused(format!(
+                "{branch:?} is not a valid branch name"
+            )));
+        }
+        let checked = git.run(["check-ref-format", &request.fetch_ref]).await?;
+        require(checked, || {
+            format!("{:?} is not a valid ref", request.fetch_ref)
+        })?;
+
+        require(git.run(["init", "--quiet"]).await?, || {
+            "git init failed".into()
+        })?;
+        let remote = ["remote", "add", "--", "origin", &request.clone_url];
+        require(git.run(remote).await?, || "cannot add the remote".into())?;
+
+        let refspec = match request.tracking_ref() {
+            Some(tracking) => format!("+{}:{tracking}", request.fetch_ref),
+            None => request.fetch_ref.clone(),
+        };
+        let fetched = self.fetch(git, token, &refspec).await?;
+        require(fetched, || {
+            format!(
+                "cannot fetch {} from {}",
+                request.fetch_ref, request.clone_url
+            )
+        })?;
+        if !has_commit(git, &request.commit).await? {
+            // The ref may have moved on without the commit (a force push); ask for
+            // the commit itself, which GitHub serves while it is reachable.
+            self.fetch(git, token, &request.commit).await?;
+            if !has_commit(git, &request.commit).await? {
+                return Err(Failure::Refused(format!(
+                    "commit {} is not in {} at {}",
+                    request.commit, request.clone_url, request.fetch_ref
+                )));
+            }
+        }
+
+        let checkout = ["checkout", "--quiet", "-B", branch, &request.commit, "--"];
+        // LFS files stay pointers: fetching them would need the token again.
+        let checked_out = git
+            .run_with_env(checkout, Some(("GIT_LFS_SKIP_SMUDGE", "1")))
+            .await?;
+        require(checked_out, || {
+            format!("cannot check out {}", request.commit)
+        })?;
+        if request.tracking_ref().is_some() {
+            let upstream = format!("--set-upstream-to=origin/{branch}");
+            let tracked = git.run(["branch", "--quiet", &upstream, branch]).await?;
+            require(tracked, || {
+                format!("cannot make {branch} track origin/{branch}")
+            })?;
+        }
+        if let Some(user) = &request.git_user {
+            let name = git.run(["config", "--", "user.name", &user.name]).await?;
+            require(name, || "cannot set user.name".into())?;
+            let email = git.run(["config", "--", "user.email", &user.email]).await?;
+            require(email, || "cannot set user.email".into())?;
+        }
+
+        let marker = serde_json::to_vec(&Marker {
+            branch: branch.to_owned(),
+        })
+        .context("cannot encode the workspace marker")?;
+        tokio::fs::write(self.dir.join(MARKER), marker)
+            .await
+            .context("cannot write the workspace marker")?;
+        Ok(())
+    }
+
+    /// Fetches with the agent as the only credential helper and the token in the
+    /// environment of this git process alone.
+    async fn fetch(
+        &self,
+        git: &mut Git<'_>,
+        token: Option<&str>,
+        refspec: &str,
+    ) -> anyhow::Result<Output> {
+        let mut args: Vec<std::ffi::OsString> = credential::helper_config(self.helper_exe)?.into();
+        args.extend(["fetch", "--no-tags", "--", "origin", refspec].map(Into::into));
+        git.run_with_env(args, token.map(|token| (TOKEN_VAR, token)))
+            .await
+    }
+}
+
+/// What a ready workspace reports: its path, current commit and branch.
+pub async fn describe(dir: &Path) -> Result<Ready, CheckoutError> {
+    let marker = tokio::fs::read(dir.join(MARKER))
+        .await
+        .with_context(|| format!("{} has no workspace marker", dir.display()))?;
+    let Marker { branch } =
+        serde_json::from_slice(&marker).context("the workspace marker is unreadable")?;
+    let head = Git::new(dir).run(["rev-parse", "--verify", "HEAD"]).await?;
+    if !head.success {
+        return Err(anyhow::anyhow!("{} has no HEAD commit", dir.display()).into());
+    }
+    Ok(Ready {
+        path: dir.to_owned(),
+        head: head.stdout,
+        branch,
+    })
+}
+
+async fn has_commit(git: &mut Git<'_>, commit: &str) -> anyhow::Result<bool> {
+    let object = format!("{commit}^{{commit}}");
+    Ok(git.run(["cat-file", "-e", &object]).await?.success)
+}
+
+fn require(output: Output, message: impl FnOnce() -> String) -> Result<(), Failure> {
+    if output.success {
+        Ok(())
+    } else {
+        Err(Failure::Refused(message()))
+    }
+}
+
+async fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+    super::remove_dir(dir).await?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))
+}

@@ -1,0 +1,180 @@
+//! Workspaces: one checked-out branch per directory under the agent's root.
+//!
+//! A workspace directory appears only when its checkout is complete: the checkout
+//! happens in `<root>/.partial/<id>` and is renamed into place at the end, so
+//! `<root>/<id>` existing means the workspace is ready, across agent restarts too.
+
+mod checkout;
+mod git;
+mod request;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+use checkout::Checkout;
+pub use checkout::CheckoutError;
+pub use request::CheckoutRequest;
+
+/// The folder of unfinished checkouts.
+const PARTIAL: &str = ".partial";
+
+/// A workspace's id, always a UUID, so it is safe as a directory name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkspaceId(Uuid);
+
+impl std::str::FromStr for WorkspaceId {
+    type Err = uuid::Error;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(WorkspaceId)
+    }
+}
+
+impl std::fmt::Display for WorkspaceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// What a ready workspace reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ready {
+    /// The working tree.
+    pub path: PathBuf,
+    /// The commit checked out now.
+    pub head: String,
+    /// The branch that was checked out.
+    pub branch: String,
+}
+
+/// The workspaces under one root directory.
+#[derive(Clone)]
+pub struct Workspaces {
+    root: Arc<Path>,
+    helper_exe: Arc<Path>,
+    git_timeout: Duration,
+    locks: Arc<Mutex<HashMap<WorkspaceId, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Workspaces {
+    /// Opens `root`, creating it, and clears checkouts a previous run left unfinished.
+    /// `helper_exe` is the agent binary, which doubles as git's credential helper.
+    pub fn open(root: &Path, helper_exe: &Path, git_timeout: Duration) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create workspace root {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("cannot resolve workspace root {}", root.display()))?;
+        let partial = root.join(PARTIAL);
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial)
+                .with_context(|| format!("cannot clear {}", partial.display()))?;
+        }
+        Ok(Workspaces {
+            root: root.into(),
+            helper_exe: helper_exe.into(),
+            git_timeout,
+            locks: Arc::default(),
+        })
+    }
+
+    /// Serializes work on one workspace: checkout, removal and session start.
+    pub async fn lock(&self, id: WorkspaceId) -> OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(id)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    /// The workspace's directory when its checkout is complete.
+    pub fn ready_dir(&self, id: WorkspaceId) -> Option<PathBuf> {
+        let dir = self.dir(id);
+        dir.is_dir().then_some(dir)
+    }
+
+    /// How many workspaces are checked out.
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(&self.root).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| {
+                    let name = entry.file_name();
+                    name.to_str()
+                        .is_some_and(|name| name.parse::<WorkspaceId>().is_ok())
+                        && entry.path().is_dir()
+                })
+                .count()
+        })
+    }
+
+    /// Checks out the requested branch, or reports the existing checkout when the
+    /// workspace is already ready. The caller holds the workspace's lock.
+    pub async fn check_out(
+        &self,
+        id: WorkspaceId,
+        request: &CheckoutRequest,
+    ) -> Result<Ready, CheckoutError> {
+        if let Some(dir) = self.ready_dir(id) {
+            return checkout::describe(&dir).await;
+        }
+        let partial = self.root.join(PARTIAL).join(id.to_string());
+        let checkout = Checkout {
+            dir: &partial,
+            helper_exe: &self.helper_exe,
+            request,
+        };
+        let result = match tokio::time::timeout(self.git_timeout, checkout.run()).await {
+            Ok(result) => result,
+            Err(_) => Err(CheckoutError::timed_out(self.git_timeout)),
+        };
+        let finished = match result {
+            Ok(()) => self.publish(&partial, id).await,
+            Err(error) => Err(error),
+        };
+        if finished.is_err() {
+            remove_dir(&partial)
+                .await
+                .map_err(CheckoutError::Internal)?;
+        }
+        finished
+    }
+
+    /// Removes the workspace's directory; removing an unknown workspace is no error.
+    /// The caller holds the workspace's lock and has hung up its sessions.
+    pub async fn remove(&self, id: WorkspaceId) -> anyhow::Result<()> {
+        remove_dir(&self.dir(id)).await?;
+        remove_dir(&self.root.join(PARTIAL).join(id.to_string())).await
+    }
+
+    async fn publish(&self, partial: &Path, id: WorkspaceId) -> Result<Ready, CheckoutError> {
+        let dir = self.dir(id);
+        tokio::fs::rename(partial, &dir)
+            .await
+            .with_context(|| format!("cannot move the checkout to {}", dir.display()))?;
+        checkout::describe(&dir).await
+    }
+
+    fn dir(&self, id: WorkspaceId) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+}
+
+async fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}

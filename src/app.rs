@@ -1,0 +1,63 @@
+//! The running sam: its services, built once from the configuration and shared by the
+//! HTTP server and the delivery workers.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::github::GitHub;
+use crate::terminal::link::Signer;
+use crate::workspaces::local::{self, LocalAgent};
+use crate::workspaces::{Provider, Workspaces};
+use crate::{database, events};
+
+/// How many deliveries one sam process works on at once.
+const WORKERS: usize = 4;
+
+/// Everything a request handler or a worker needs.
+pub struct App {
+    pub config: Config,
+    pub db: PgPool,
+    pub github: GitHub,
+    pub workspaces: Workspaces,
+    pub signer: Signer,
+    /// Wakes a worker as soon as a delivery is stored, instead of at its next poll.
+    pub deliveries_waiting: Arc<Notify>,
+}
+
+impl App {
+    /// Connects, migrates, starts the local agent and the delivery workers.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
+        let db = database::pool(&config.database_url)?;
+        database::migrate(&db).await?;
+        let github = GitHub::new(&config)?;
+        let signer = Signer::load_or_create(&config.data_dir)?;
+        let agent = LocalAgent::start(local::agent_program()?, config.data_dir.join("workspaces"))
+            .await
+            .context("starting the local workspace agent")?;
+        let workspaces = Workspaces::new(db.clone(), github.clone(), Provider::Local(agent));
+        let app = Arc::new(Self {
+            config,
+            db,
+            github,
+            workspaces,
+            signer,
+            deliveries_waiting: Arc::new(Notify::new()),
+        });
+        for _ in 0..WORKERS {
+            tokio::spawn(events::worker::run(app.clone(), app.deliveries_waiting.clone()));
+        }
+        Ok(app)
+    }
+
+    /// The signed link to a workspace's terminal for `login`.
+    pub fn link(&self, workspace: Uuid, login: &str) -> anyhow::Result<String> {
+        let mut url = self.config.public_url.join(&format!("w/{workspace}"))?;
+        url.query_pairs_mut().append_pair("t", &self.signer.link(workspace, login));
+        Ok(url.into())
+    }
+}

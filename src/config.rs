@@ -1,0 +1,307 @@
+//! Configuration: environment variables, optionally backed by a `sam.toml` with the same keys.
+//!
+//! Every problem is collected before reporting, so that an operator fixes a configuration
+//! in one pass instead of one restart per mistake.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::EncodingKey;
+use secrecy::SecretString;
+use url::Url;
+
+/// The names operators set. They are the public contract of sam's configuration.
+pub const KEYS: &[&str] = &[
+    "DATABASE_URL",
+    "SAM_LISTEN",
+    "SAM_PUBLIC_URL",
+    "SAM_DATA_DIR",
+    "GITHUB_API_URL",
+    "GITHUB_URL",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_SLUG",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_PATH",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_CLIENT_ID",
+    "GITHUB_CLIENT_SECRET",
+];
+
+/// Everything sam needs to run, validated.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub data_dir: PathBuf,
+    pub github_api_url: Url,
+    pub github_url: Url,
+    pub app: AppCredentials,
+    pub oauth: OAuthClient,
+}
+
+/// The GitHub App's identity: what it signs JWTs with and how it checks deliveries.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub id: u64,
+    pub slug: String,
+    pub private_key: EncodingKey,
+    pub webhook_secret: SecretString,
+}
+
+/// The App's OAuth client, used to learn who opens a terminal link.
+#[derive(Clone)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+impl fmt::Debug for Config {
+    // Hand-written so that secrets can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url.as_str())
+            .field("data_dir", &self.data_dir)
+            .field("github_api_url", &self.github_api_url.as_str())
+            .field("github_url", &self.github_url.as_str())
+            .field("app_id", &self.app.id)
+            .field("app_slug", &self.app.slug)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the raw values come from: the environment first, then `sam.toml`.
+pub struct Source {
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
+}
+
+impl Source {
+    /// Reads the process environment and, when present, the TOML file named by `SAM_CONFIG`
+    /// or `./sam.toml`.
+    pub fn load() -> Result<Self, Vec<String>> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let explicit = env.get("SAM_CONFIG").map(PathBuf::from);
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from("sam.toml"));
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_toml(&path, &text).map_err(|e| vec![e])?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                HashMap::new()
+            }
+            Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
+        };
+        Ok(Self { env, file })
+    }
+
+    /// A source made of explicit values, for tests and tools.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            env: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            file: HashMap::new(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.env
+            .get(key)
+            .or_else(|| self.file.get(key))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, String> {
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
+    let mut values = HashMap::new();
+    for (key, value) in table {
+        if !KEYS.contains(&key.as_str()) {
+            return Err(format!("{}: unknown key {key}", path.display()));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                return Err(format!("{}: {key} must be a string, not {}", path.display(), other.type_str()));
+            }
+        };
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+impl Config {
+    /// Validates every key, returning all the problems found in plain words.
+    pub fn from_source(source: &Source) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut required = |key: &str, what: &str| -> Option<String> {
+            let value = source.get(key).map(str::to_owned);
+            if value.is_none() {
+                problems.push(format!("{key} is not set: {what}"));
+            }
+            value
+        };
+
+        let database_url = required("DATABASE_URL", "the PostgreSQL connection URL");
+        let app_id = required("GITHUB_APP_ID", "the numeric id shown on the App's settings page");
+        let app_slug = required("GITHUB_APP_SLUG", "the App's URL name, as in github.com/apps/<slug>");
+        let webhook_secret = required("GITHUB_WEBHOOK_SECRET", "the secret GitHub signs deliveries with");
+        let client_id = required("GITHUB_CLIENT_ID", "the App's OAuth client id");
+        let client_secret = required("GITHUB_CLIENT_SECRET", "the App's OAuth client secret");
+
+        let listen = parse_or(source, "SAM_LISTEN", "127.0.0.1:3000", &mut problems, |v| {
+            v.parse::<SocketAddr>().map_err(|_| "must be an address and port, like 127.0.0.1:3000".into())
+        });
+        let public_default = listen.map(|addr| format!("http://{addr}")).unwrap_or_default();
+        let public_url = parse_or(source, "SAM_PUBLIC_URL", &public_default, &mut problems, parse_base_url);
+        let github_api_url =
+            parse_or(source, "GITHUB_API_URL", "https://api.github.com", &mut problems, parse_base_url);
+        let github_url = parse_or(source, "GITHUB_URL", "https://github.com", &mut problems, parse_base_url);
+        let data_dir = PathBuf::from(source.get("SAM_DATA_DIR").unwrap_or("data"));
+
+        let app_id = app_id.and_then(|v| match v.parse::<u64>() {
+            Ok(id) if id > 0 => Some(id),
+            _ => {
+                problems.push(format!("GITHUB_APP_ID must be a positive number, not {v:?}"));
+                None
+            }
+        });
+        let private_key = private_key(source, &mut problems);
+
+        match (database_url, listen, public_url, github_api_url, github_url, app_id, app_slug, private_key, webhook_secret, client_id, client_secret) {
+            (Some(database_url), Some(listen), Some(public_url), Some(github_api_url), Some(github_url), Some(id), Some(slug), Some(private_key), Some(secret), Some(client_id), Some(client_secret))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    database_url,
+                    listen,
+                    public_url,
+                    data_dir,
+                    github_api_url,
+                    github_url,
+                    app: AppCredentials { id, slug, private_key, webhook_secret: secret.into() },
+                    oauth: OAuthClient { client_id, client_secret: client_secret.into() },
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+
+    /// The scheme, host and port that browsers must send as `Origin` for sam's own pages.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+}
+
+fn parse_or<T>(
+    source: &Source,
+    key: &str,
+    default: &str,
+    problems: &mut Vec<String>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    let raw = source.get(key).unwrap_or(default);
+    match parse(raw) {
+        Ok(value) => Some(value),
+        Err(why) => {
+            problems.push(format!("{key} {why} (got {raw:?})"));
+            None
+        }
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http or https URL".into());
+    }
+    // A trailing slash makes `Url::join` append instead of replacing the last segment.
+    let mut url = url;
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Ok(url)
+}
+
+fn private_key(source: &Source, problems: &mut Vec<String>) -> Option<EncodingKey> {
+    let pem = match (source.get("GITHUB_APP_PRIVATE_KEY"), source.get("GITHUB_APP_PRIVATE_KEY_PATH")) {
+        (Some(_), Some(_)) => {
+            problems.push("set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH, not both".into());
+            return None;
+        }
+        (Some(text), None) => text.replace("\\n", "\n"),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(format!("GITHUB_APP_PRIVATE_KEY_PATH: cannot read {path}: {e}"));
+                return None;
+            }
+        },
+        (None, None) => {
+            problems.push(
+                "GITHUB_APP_PRIVATE_KEY (PEM text) or GITHUB_APP_PRIVATE_KEY_PATH (a file) is not set: the App's private key".into(),
+            );
+            return None;
+        }
+    };
+    match EncodingKey::from_rsa_pem(pem.as_bytes()) {
+        Ok(key) => Some(key),
+        Err(_) => {
+            problems.push("the GitHub App private key is not an RSA key in PEM format".into());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_value_is_reported_at_once() {
+        let problems = Config::from_source(&Source::from_pairs([])).unwrap_err();
+        for key in ["DATABASE_URL", "GITHUB_APP_ID", "GITHUB_APP_SLUG", "GITHUB_WEBHOOK_SECRET", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET", "GITHUB_APP_PRIVATE_KEY"] {
+            assert!(problems.iter().any(|p| p.contains(key)), "{key} missing from {problems:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_named() {
+        let problems = Config::from_source(&Source::from_pairs([
+            ("SAM_LISTEN", "localhost"),
+            ("GITHUB_API_URL", "ftp://example.com"),
+            ("GITHUB_APP_ID", "abc"),
+            ("GITHUB_APP_PRIVATE_KEY", "not a key"),
+        ]))
+        .unwrap_err();
+        let text = problems.join("\n");
+        assert!(text.contains("SAM_LISTEN"), "{text}");
+        assert!(text.contains("GITHUB_API_URL"), "{text}");
+        assert!(text.contains("GITHUB_APP_ID must be a positive number"), "{text}");
+        assert!(text.contains("not an RSA key"), "{text}");
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let mut source = Source::from_pairs([("SAM_LISTEN", "127.0.0.1:4000")]);
+        source.file.insert("SAM_LISTEN".into(), "127.0.0.1:5000".into());
+        source.file.insert("SAM_DATA_DIR".into(), "/srv/sam".into());
+        assert_eq!(source.get("SAM_LISTEN"), Some("127.0.0.1:4000"));
+        assert_eq!(source.get("SAM_DATA_DIR"), Some("/srv/sam"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let err = parse_toml(Path::new("sam.toml"), "GITHUB_APP_IDD = 3").unwrap_err();
+        assert!(err.contains("unknown key GITHUB_APP_IDD"));
+    }
+
+    #[test]
+    fn base_urls_gain_a_trailing_slash() {
+        let url = parse_base_url("http://127.0.0.1:9000/api/v3").unwrap();
+        assert_eq!(url.join("repos/a/b").unwrap().as_str(), "http://127.0.0.1:9000/api/v3/repos/a/b");
+    }
+}

@@ -1,0 +1,118 @@
+//! The delivery queue: webhook bodies stored on receipt and claimed by workers.
+
+use sqlx::{PgExecutor, PgPool};
+use time::OffsetDateTime;
+
+/// How long a worker may hold a delivery before another may take it over.
+const LEASE_SECONDS: i32 = 300;
+
+/// A stored delivery, as a worker sees it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DeliveryModel {
+    pub id: i64,
+    pub github_delivery: String,
+    pub event: String,
+    pub body: Vec<u8>,
+    pub attempts: i32,
+    pub received_at: OffsetDateTime,
+}
+
+/// Whether storing a delivery created a new row or found one with the same GitHub id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    Duplicate,
+}
+
+/// Stores a delivery unless one with the same `X-GitHub-Delivery` is already stored.
+pub async fn store(
+    db: impl PgExecutor<'_>,
+    github_delivery: &str,
+    event: &str,
+    body: &[u8],
+) -> sqlx::Result<Stored> {
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (github_delivery, event, body) VALUES ($1, $2, $3)
+         ON CONFLICT (github_delivery) DO NOTHING",
+    )
+    .bind(github_delivery)
+    .bind(event)
+    .bind(body)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(if inserted == 1 { Stored::New } else { Stored::Duplicate })
+}
+
+/// Claims the oldest delivery that is due, or one whose worker's lease ran out.
+///
+/// `SKIP LOCKED` lets several workers, in one process or many, share the queue without
+/// waiting on each other or taking the same row.
+pub async fn claim(db: &PgPool) -> sqlx::Result<Option<DeliveryModel>> {
+    sqlx::query_as(
+        "UPDATE deliveries SET state = 'working', attempts = attempts + 1,
+                locked_until = now() + make_interval(secs => $1)
+         WHERE id = (
+             SELECT id FROM deliveries
+             WHERE available_at <= now()
+               AND (state = 'pending' OR (state = 'working' AND locked_until < now()))
+             ORDER BY available_at, id
+             FOR UPDATE SKIP LOCKED
+             LIMIT 1)
+         RETURNING id, github_delivery, event, body, attempts, received_at",
+    )
+    .bind(LEASE_SECONDS)
+    .fetch_optional(db)
+    .await
+}
+
+/// Marks a delivery handled.
+pub async fn finish(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'done', finished_at = now(), locked_until = NULL,
+                last_error = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Puts a delivery back for another try after `delay_seconds`, or fails it for good.
+pub async fn retry_or_fail(
+    db: impl PgExecutor<'_>,
+    id: i64,
+    error: &str,
+    delay_seconds: Option<i32>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET
+            state = CASE WHEN $3::int IS NULL THEN 'failed' ELSE 'pending' END,
+            available_at = now() + make_interval(secs => coalesce($3, 0)),
+            finished_at = CASE WHEN $3::int IS NULL THEN now() END,
+            locked_until = NULL, last_error = $2
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(delay_seconds)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records that a comment's commands are acted on by this delivery; false when another
+/// delivery of the same comment already did. A retry of the same delivery may go on.
+pub async fn claim_comment(db: impl PgExecutor<'_>, comment_id: i64, delivery_id: i64) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO handled_comments (comment_id, delivery_id) VALUES ($1, $2)
+         ON CONFLICT (comment_id) DO UPDATE SET comment_id = EXCLUDED.comment_id
+         WHERE handled_comments.delivery_id = EXCLUDED.delivery_id",
+    )
+    .bind(comment_id)
+    .bind(delivery_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}

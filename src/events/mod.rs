@@ -1,0 +1,36 @@
+//! What sam does with each stored webhook delivery.
+
+mod comment;
+pub mod worker;
+
+use crate::app::App;
+use crate::database::deliveries::DeliveryModel;
+use crate::github::events::IssueCommentEvent;
+
+/// How handling a delivery went wrong, which decides whether to try again.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The payload cannot be read as the event it claims to be; trying again cannot help.
+    #[error("unreadable {event} payload: {source}")]
+    Unreadable { event: String, source: serde_json::Error },
+    /// Something outside sam failed (GitHub, the database, a host); worth another try.
+    #[error(transparent)]
+    Transient(#[from] anyhow::Error),
+}
+
+/// Routes a delivery by its event name; events sam does not act on are done at once.
+pub async fn handle(app: &App, delivery: &DeliveryModel) -> Result<(), HandleError> {
+    match delivery.event.as_str() {
+        "issue_comment" => {
+            let event: IssueCommentEvent = read(delivery)?;
+            comment::handle(app, delivery.id, event).await?;
+        }
+        other => tracing::debug!(event = other, "nothing to do for this event"),
+    }
+    Ok(())
+}
+
+fn read<T: serde::de::DeserializeOwned>(delivery: &DeliveryModel) -> Result<T, HandleError> {
+    serde_json::from_slice(&delivery.body)
+        .map_err(|source| HandleError::Unreadable { event: delivery.event.clone(), source })
+}

@@ -1,0 +1,275 @@
+//! The GitHub REST client, authenticated as the App and as its installations.
+//!
+//! octocrab mints the App JWT (RS256, issued a minute in the past, expiring in nine
+//! minutes) and caches each installation's token, renewing it before it expires. sam keeps
+//! one octocrab per installation so that the cache is shared by every delivery.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use octocrab::Octocrab;
+use octocrab::models::{AppId, InstallationId};
+use octocrab::service::middleware::retry::RetryConfig;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+use url::Url;
+
+use crate::config::Config;
+
+/// The App's clients: one authenticated as the App, one per installation on demand.
+#[derive(Clone)]
+pub struct GitHub {
+    app: Octocrab,
+    installations: Arc<Mutex<HashMap<u64, Octocrab>>>,
+}
+
+impl GitHub {
+    /// Builds the App client against `GITHUB_API_URL`.
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let base = config.github_api_url.as_str().trim_end_matches('/').to_owned();
+        let app = Octocrab::builder()
+            .base_uri(base)
+            .context("GITHUB_API_URL is not a valid base URI")?
+            .app(AppId(config.app.id), config.app.private_key.clone())
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .context("building the GitHub client")?;
+        Ok(Self { app, installations: Arc::default() })
+    }
+
+    /// The installation of the App on a repository, for payloads that do not name it.
+    pub async fn repo_installation(&self, owner: &str, repo: &str) -> anyhow::Result<u64> {
+        #[derive(Deserialize)]
+        struct Installation {
+            id: u64,
+        }
+        let route = format!("/repos/{}/{}/installation", segment(owner), segment(repo));
+        let installation: Installation = self
+            .app
+            .get(route, None::<&()>)
+            .await
+            .with_context(|| format!("finding the App's installation on {owner}/{repo}"))?;
+        Ok(installation.id)
+    }
+
+    /// A client acting as one installation, sharing its token cache with every caller.
+    pub fn installation(&self, id: u64) -> anyhow::Result<Octocrab> {
+        let mut installations = self.installations.lock().map_err(|_| anyhow!("poisoned lock"))?;
+        if let Some(crab) = installations.get(&id) {
+            return Ok(crab.clone());
+        }
+        let crab = self.app.installation(InstallationId(id)).context("installation client")?;
+        installations.insert(id, crab.clone());
+        Ok(crab)
+    }
+
+    /// An installation token valid for at least a few minutes, for git over HTTPS.
+    pub async fn installation_token(&self, id: u64) -> anyhow::Result<SecretString> {
+        self.installation(id)?
+            .installation_token_with_buffer(chrono_minutes(5))
+            .await
+            .context("obtaining an installation token")
+    }
+
+    /// Operations on one repository, as its installation.
+    pub fn repo(&self, installation: u64, full_name: &str) -> anyhow::Result<RepoClient> {
+        let (owner, name) = full_name
+            .split_once('/')
+            .ok_or_else(|| anyhow!("repository name {full_name:?} has no owner"))?;
+        Ok(RepoClient {
+            crab: self.installation(installation)?,
+            path: format!("/repos/{}/{}", segment(owner), segment(name)),
+        })
+    }
+}
+
+fn chrono_minutes(minutes: i64) -> chrono::Duration {
+    chrono::Duration::minutes(minutes)
+}
+
+/// Percent-encodes one path segment: logins and names are data, not path syntax.
+fn segment(value: &str) -> String {
+    urlencoding::encode(value).into_owned()
+}
+
+/// What a person may do on a repository, as GitHub's collaborator-permission endpoint says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Admin,
+    Maintain,
+    Write,
+    Triage,
+    Read,
+    None,
+}
+
+impl Permission {
+    /// Opening a shell on a branch is as powerful as pushing to it.
+    pub fn may_open_workspaces(self) -> bool {
+        matches!(self, Permission::Admin | Permission::Maintain | Permission::Write)
+    }
+}
+
+/// The parts of a pull request that decide what to check out.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    pub number: u64,
+    pub head_ref: String,
+    pub head_sha: String,
+    /// `None` when the head repository was deleted.
+    pub head_repo_full_name: Option<String>,
+    pub base_repo_full_name: String,
+    pub state: String,
+}
+
+impl PullRequest {
+    /// Whether the head branch lives in another repository than the base.
+    pub fn is_from_fork(&self) -> bool {
+        self.head_repo_full_name.as_deref() != Some(self.base_repo_full_name.as_str())
+    }
+}
+
+/// REST operations on one repository, as an installation.
+pub struct RepoClient {
+    crab: Octocrab,
+    path: String,
+}
+
+impl RepoClient {
+    /// The person's permission; a 404 (not a collaborator) means none.
+    pub async fn permission(&self, login: &str) -> anyhow::Result<Permission> {
+        #[derive(Deserialize)]
+        struct Answer {
+            permission: String,
+            #[serde(default)]
+            role_name: Option<String>,
+        }
+        let route = format!("{}/collaborators/{}/permission", self.path, segment(login));
+        let answer: Answer = match self.crab.get(route, None::<&()>).await {
+            Ok(answer) => answer,
+            Err(e) if status_of(&e) == Some(404) => return Ok(Permission::None),
+            Err(e) => return Err(e).context("reading collaborator permission"),
+        };
+        // `role_name` knows `maintain`, which `permission` folds into `write`.
+        let name = answer.role_name.unwrap_or(answer.permission);
+        Ok(match name.as_str() {
+            "admin" => Permission::Admin,
+            "maintain" => Permission::Maintain,
+            "write" | "push" => Permission::Write,
+            "triage" => Permission::Triage,
+            "read" | "pull" => Permission::Read,
+            _ => Permission::None,
+        })
+    }
+
+    /// Reads a pull request's head and base.
+    pub async fn pull_request(&self, number: u64) -> anyhow::Result<PullRequest> {
+        #[derive(Deserialize)]
+        struct Repo {
+            full_name: String,
+        }
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(rename = "ref")]
+            ref_name: String,
+            sha: String,
+            repo: Option<Repo>,
+        }
+        #[derive(Deserialize)]
+        struct Base {
+            repo: Repo,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            number: u64,
+            state: String,
+            head: Head,
+            base: Base,
+        }
+        let route = format!("{}/pulls/{number}", self.path);
+        let pr: Answer = self.crab.get(route, None::<&()>).await.context("reading the pull request")?;
+        Ok(PullRequest {
+            number: pr.number,
+            head_ref: pr.head.ref_name,
+            head_sha: pr.head.sha,
+            head_repo_full_name: pr.head.repo.map(|r| r.full_name),
+            base_repo_full_name: pr.base.repo.full_name,
+            state: pr.state,
+        })
+    }
+
+    /// The commit a branch points at, or `None` when there is no such branch.
+    pub async fn branch_head(&self, branch: &str) -> anyhow::Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct Commit {
+            sha: String,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            commit: Commit,
+        }
+        // Slashes in branch names stay literal: GitHub routes `branches/a/b` to branch `a/b`.
+        let encoded = segment(branch).replace("%2F", "/");
+        let route = format!("{}/branches/{encoded}", self.path);
+        match self.crab.get::<Answer, _, ()>(route, None).await {
+            Ok(answer) => Ok(Some(answer.commit.sha)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e).context("reading the branch"),
+        }
+    }
+
+    /// Puts a reaction on an issue or pull-request comment.
+    pub async fn react_to_comment(&self, comment_id: u64, content: &str) -> anyhow::Result<()> {
+        let route = format!("{}/issues/comments/{comment_id}/reactions", self.path);
+        let _: serde_json::Value = self
+            .crab
+            .post(route, Some(&json!({ "content": content })))
+            .await
+            .context("adding a reaction")?;
+        Ok(())
+    }
+
+    /// Posts a comment and returns its id.
+    pub async fn create_comment(&self, issue: u64, body: &str) -> anyhow::Result<u64> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: u64,
+        }
+        let route = format!("{}/issues/{issue}/comments", self.path);
+        let created: Created = self
+            .crab
+            .post(route, Some(&json!({ "body": body })))
+            .await
+            .context("posting a comment")?;
+        Ok(created.id)
+    }
+
+    /// Replaces a comment's body.
+    pub async fn update_comment(&self, comment_id: u64, body: &str) -> anyhow::Result<()> {
+        let route = format!("{}/issues/comments/{comment_id}", self.path);
+        let _: serde_json::Value = self
+            .crab
+            .patch(route, Some(&json!({ "body": body })))
+            .await
+            .context("editing a comment")?;
+        Ok(())
+    }
+}
+
+/// The HTTP status of a GitHub error answer, when it was one.
+pub fn status_of(error: &octocrab::Error) -> Option<u16> {
+    match error {
+        octocrab::Error::GitHub { source, .. } => Some(source.status_code.as_u16()),
+        _ => None,
+    }
+}
+
+/// The HTTPS clone URL of a repository under `GITHUB_URL`.
+pub fn clone_url(github_url: &Url, full_name: &str) -> anyhow::Result<String> {
+    Ok(github_url.join(&format!("{full_name}.git"))?.to_string())
+}

@@ -1,0 +1,109 @@
+//! The webhook payloads sam reads, narrowed to the fields it needs.
+//!
+//! Real payloads vary more than any one schema admits: timestamps as numbers or strings,
+//! `installation` as a stub, a full object or absent, `null` bodies. These structs name
+//! only what sam uses, so everything else may vary freely.
+
+use serde::Deserialize;
+
+/// `installation` in any of its shapes; only the id matters.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstallationRef {
+    pub id: u64,
+}
+
+/// A GitHub account as it appears in `sender`, `user` and `owner`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    pub login: String,
+    pub id: u64,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+}
+
+impl Account {
+    /// Bots never trigger anything, sam's own comments included.
+    pub fn is_bot(&self) -> bool {
+        super::is_bot(&self.login, self.kind.as_deref())
+    }
+}
+
+/// The repository an event happened in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Repository {
+    pub id: u64,
+    pub full_name: String,
+    pub name: String,
+    pub owner: Account,
+    #[serde(default)]
+    pub default_branch: Option<String>,
+}
+
+/// `issue_comment`: a comment on an issue or a pull request.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssueCommentEvent {
+    pub action: String,
+    pub comment: Comment,
+    pub issue: Issue,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<InstallationRef>,
+}
+
+/// The comment of an `issue_comment` event.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Comment {
+    pub id: u64,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub user: Account,
+}
+
+/// The issue (or pull request: GitHub treats both as issues) a comment belongs to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Issue {
+    pub number: u64,
+    /// Present, with links, only when the issue is a pull request.
+    #[serde(default)]
+    pub pull_request: Option<serde::de::IgnoredAny>,
+}
+
+impl Issue {
+    /// Whether the comment was made on a pull request.
+    pub fn is_pull_request(&self) -> bool {
+        self.pull_request.is_some()
+    }
+}
+
+/// Only the action, to route an event before reading the rest of it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionOnly {
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comment_with_null_body_is_read() {
+        let event: IssueCommentEvent = serde_json::from_str(
+            r#"{"action":"created","comment":{"id":1,"body":null,"user":{"login":"a","id":2}},
+                "issue":{"number":3,"pull_request":null},
+                "repository":{"id":4,"full_name":"o/r","name":"r","owner":{"login":"o","id":5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.comment.body, None);
+        assert!(!event.issue.is_pull_request());
+        assert!(event.installation.is_none());
+    }
+
+    #[test]
+    fn app_comments_count_as_bots() {
+        let bot = Account { login: "sam-app[bot]".into(), id: 1, kind: Some("Bot".into()) };
+        let person = Account { login: "octocat".into(), id: 2, kind: Some("User".into()) };
+        assert!(bot.is_bot());
+        assert!(!person.is_bot());
+    }
+}

@@ -1,0 +1,116 @@
+//! The `sam` command: serve, check the configuration, or replay a webhook by hand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sam::config::{Config, Source};
+
+#[derive(Parser)]
+#[command(name = "sam", version, about = "A GitHub App that opens a browser shell on a branch from a comment")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server: webhooks, workers, the terminal pages and the local workspace agent.
+    Serve,
+    /// Reports every missing or malformed configuration value, then exits.
+    CheckConfig,
+    /// Signs a payload with the configured webhook secret and delivers it to a running sam.
+    Receive {
+        /// The event name, as GitHub sends it in X-GitHub-Event (e.g. issue_comment).
+        #[arg(long)]
+        event: String,
+        /// The JSON payload file.
+        #[arg(long)]
+        payload: PathBuf,
+        /// Where sam listens; defaults to SAM_PUBLIC_URL.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Source::load().and_then(|source| Config::from_source(&source)) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("sam's configuration is not complete:");
+            for problem in &problems {
+                eprintln!("  - {problem}");
+            }
+            eprintln!("See the Configuration section of the README for every setting.");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig => {
+            println!("The configuration is complete: {config:?}");
+            ExitCode::SUCCESS
+        }
+        Command::Serve => run(serve(config)),
+        Command::Receive { event, payload, url } => run(receive(config, event, payload, url)),
+    }
+}
+
+fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    init_tracing();
+    install_crypto();
+    let app = sam::app::App::start(config).await?;
+    sam::server::serve(app).await
+}
+
+async fn receive(config: Config, event: String, payload: PathBuf, url: Option<String>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use secrecy::ExposeSecret;
+    install_crypto();
+    let body = std::fs::read(&payload).with_context(|| format!("reading {}", payload.display()))?;
+    let base = url.unwrap_or_else(|| config.public_url.to_string());
+    let target = format!("{}/api/github/webhook", base.trim_end_matches('/'));
+    let signature = sam::server::signature::sign(config.app.webhook_secret.expose_secret().as_bytes(), &body);
+    let response = reqwest::Client::new()
+        .post(&target)
+        .header("content-type", "application/json")
+        .header("x-github-event", &event)
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("delivering to {target}"))?;
+    let status = response.status();
+    println!("{status} {}", response.text().await.unwrap_or_default());
+    anyhow::ensure!(status.is_success(), "sam refused the delivery");
+    Ok(())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SAM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("SAM_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// TLS for GitHub's API uses ring, chosen once for the process.
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

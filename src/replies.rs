@@ -1,0 +1,146 @@
+//! Every text sam posts on GitHub, built from typed values and rendered from `templates/replies/`.
+//!
+//! Values that come from people (branch names, logins) are put in code spans fenced with
+//! enough backticks, so that a branch name cannot break out into Markdown or mention anyone.
+
+use askama::Template;
+
+/// `/sam help`.
+#[derive(Template)]
+#[template(path = "replies/help.md")]
+pub struct Help<'a> {
+    pub slug: &'a str,
+}
+
+/// A command from someone who may not open workspaces on this repository.
+#[derive(Template)]
+#[template(path = "replies/not_allowed.md")]
+pub struct NotAllowed<'a> {
+    pub login: &'a str,
+}
+
+/// A command sam could not understand.
+#[derive(Template)]
+#[template(path = "replies/command_error.md")]
+pub struct CommandError<'a> {
+    pub login: &'a str,
+    pub error: &'a str,
+}
+
+/// `/sam open <branch>` for a branch the repository does not have.
+#[derive(Template)]
+#[template(path = "replies/no_such_branch.md")]
+pub struct NoSuchBranch {
+    pub branch: String,
+}
+
+impl NoSuchBranch {
+    /// The reply for `branch`.
+    pub fn new(branch: &str) -> Self {
+        Self { branch: code_span(branch) }
+    }
+}
+
+/// The one status comment of a workspace, edited in place as it moves.
+#[derive(Template)]
+#[template(path = "replies/status.md")]
+pub struct Status<'a> {
+    pub login: &'a str,
+    pub branch: String,
+    pub commit: String,
+    pub phase: Phase<'a>,
+}
+
+/// Where a workspace is, as its status comment says.
+pub enum Phase<'a> {
+    Preparing,
+    Ready { link: &'a str },
+    Failed { reason: &'a str, log: String },
+}
+
+/// GitHub refuses comments over 65,536 characters; logs are cut well before that.
+const MAX_LOG: usize = 8_000;
+
+impl<'a> Status<'a> {
+    /// A status comment for `login`'s workspace on `branch` at `commit`.
+    pub fn new(login: &'a str, branch: &str, commit: &str, phase: Phase<'a>) -> Self {
+        let short = commit.get(..12).unwrap_or(commit);
+        Self { login, branch: code_span(branch), commit: code_span(short), phase }
+    }
+
+    /// A failure, with the end of the log fenced so nothing in it renders as Markdown.
+    pub fn failed_log(log: &str) -> String {
+        let tail = tail(log, MAX_LOG);
+        fenced(tail)
+    }
+}
+
+/// Renders a reply; templates are checked at compile time, so this only fails on a bug.
+pub fn render(template: &impl Template) -> String {
+    template.render().unwrap_or_else(|error| {
+        tracing::error!(%error, "rendering a reply");
+        "sam could not render its reply; the operator will find the error in the log.".to_owned()
+    })
+}
+
+/// A Markdown code span that holds `text` literally, whatever backticks it contains.
+pub fn code_span(text: &str) -> String {
+    let longest = longest_run(text, '`');
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') { " " } else { "" };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
+fn fenced(text: &str) -> String {
+    let fence = "`".repeat(longest_run(text, '`').max(2) + 1);
+    format!("{fence}text\n{}\n{fence}", text.trim_end())
+}
+
+fn longest_run(text: &str, c: char) -> usize {
+    let mut longest = 0;
+    let mut current = 0;
+    for ch in text.chars() {
+        current = if ch == c { current + 1 } else { 0 };
+        longest = longest.max(current);
+    }
+    longest
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_span_survives_backticks() {
+        assert_eq!(code_span("main"), "`main`");
+        assert_eq!(code_span("a`b"), "``a`b``");
+        assert_eq!(code_span("`x"), "`` `x ``");
+    }
+
+    #[test]
+    fn long_logs_keep_their_end() {
+        let log = format!("{}END", "x".repeat(20_000));
+        let fenced = Status::failed_log(&log);
+        assert!(fenced.len() < MAX_LOG + 20);
+        assert!(fenced.contains("END"));
+    }
+
+    #[test]
+    fn status_names_branch_as_code() {
+        let text = render(&Status::new("octocat", "@team/x", "0123456789abcdef", Phase::Ready { link: "https://sam.example/w/1?t=x" }));
+        assert!(text.contains("`@team/x`"), "{text}");
+        assert!(text.contains("https://sam.example/w/1?t=x"), "{text}");
+        assert!(text.contains("`0123456789ab`"), "{text}");
+    }
+}

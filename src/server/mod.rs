@@ -1,0 +1,48 @@
+//! The HTTP server: routes, the webhook endpoint, health, and static assets.
+
+mod assets;
+mod health;
+pub mod signature;
+mod webhook;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use crate::terminal::page;
+
+/// Shared state of every handler.
+pub type AppState = Arc<App>;
+
+/// All of sam's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/api/github/webhook", post(webhook::receive).layer(webhook::body_limit()))
+        .route("/w/{id}", get(page::open))
+        .route("/w/{id}/ws", get(page::socket))
+        .nest("/assets", assets::router())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until the process is asked to stop.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, public_url = %state.config.public_url, "sam is serving");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

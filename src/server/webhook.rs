@@ -1,0 +1,88 @@
+//! `POST /api/github/webhook`: checks a delivery, stores it, and answers before working on it.
+//!
+//! The order of checks is deliberate: the body limit first (nothing large is buffered),
+//! then the signature over the exact bytes (nothing unsigned is even parsed), then the
+//! content type and JSON, then storage. GitHub gets 2xx only once the delivery is stored,
+//! so a crash afterwards loses nothing.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use super::AppState;
+use super::signature;
+use crate::database::deliveries::{self, Stored};
+
+/// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
+pub const MAX_BODY: usize = 25 * 1024 * 1024;
+
+/// The body limit of the webhook route; larger bodies get 413.
+pub fn body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_BODY)
+}
+
+/// Receives one delivery.
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let secret = state.config.app.webhook_secret.expose_secret().as_bytes();
+    let header_value = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+    if let Err(error) = signature::verify(secret, header_value, &body) {
+        tracing::info!(%error, "webhook refused");
+        return answer(StatusCode::UNAUTHORIZED, &error.to_string());
+    }
+
+    if !is_json(&headers) {
+        return answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "set the webhook's content type to application/json",
+        );
+    }
+    let Some(event) = header_str(&headers, "x-github-event") else {
+        return answer(StatusCode::BAD_REQUEST, "the X-GitHub-Event header is missing");
+    };
+    let Some(delivery) = header_str(&headers, "x-github-delivery") else {
+        return answer(StatusCode::BAD_REQUEST, "the X-GitHub-Delivery header is missing");
+    };
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return answer(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {error}"));
+    }
+
+    match deliveries::store(&state.db, delivery, event, &body).await {
+        Ok(Stored::New) => {
+            state.deliveries_waiting.notify_one();
+            tracing::info!(delivery, event, "delivery stored");
+            answer(StatusCode::ACCEPTED, "stored")
+        }
+        Ok(Stored::Duplicate) => {
+            tracing::info!(delivery, event, "redelivery ignored");
+            answer(StatusCode::OK, "already received")
+        }
+        Err(error) => {
+            // 503 keeps the delivery in GitHub's log, where it can be redelivered.
+            tracing::error!(%error, delivery, "cannot store a delivery");
+            answer(StatusCode::SERVICE_UNAVAILABLE, "sam cannot store deliveries right now")
+        }
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn answer(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "message": message }))).into_response()
+}

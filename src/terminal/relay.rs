@@ -1,0 +1,79 @@
+//! Relays a browser's terminal socket to the agent's, frame for frame.
+//!
+//! sam does not interpret terminal frames: the agent validates them, and relaying bytes
+//! unchanged keeps the relay cheap. Each direction is its own task so that a slow browser
+//! never delays keystrokes on their way to the shell.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as AgentMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame as AgentCloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use uuid::Uuid;
+
+use crate::workspaces::agent::AgentClient;
+
+/// Connects to the agent's session and copies frames both ways until either side closes.
+pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, session: String) {
+    let request = match agent.terminal_request(workspace, &session) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "building the agent request");
+            return;
+        }
+    };
+    let (mut browser_tx, mut browser_rx) = browser.split();
+    let agent_socket = match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => socket,
+        Err(error) => {
+            tracing::warn!(%error, %workspace, "the workspace agent refused a terminal");
+            let close = CloseFrame { code: 1011, reason: "the workspace host is unavailable".into() };
+            let _ = browser_tx.send(Message::Close(Some(close))).await;
+            return;
+        }
+    };
+    let (mut agent_tx, mut agent_rx) = agent_socket.split();
+
+    let upstream = async {
+        while let Some(Ok(message)) = browser_rx.next().await {
+            let forwarded = match message {
+                Message::Binary(bytes) => AgentMessage::Binary(bytes),
+                Message::Text(text) => AgentMessage::Text(text.as_str().into()),
+                Message::Close(frame) => {
+                    let frame = frame.map(|f| AgentCloseFrame { code: CloseCode::from(f.code), reason: f.reason.as_str().into() });
+                    let _ = agent_tx.send(AgentMessage::Close(frame)).await;
+                    break;
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            if agent_tx.send(forwarded).await.is_err() {
+                break;
+            }
+        }
+        let _ = agent_tx.close().await;
+    };
+    let downstream = async {
+        while let Some(Ok(message)) = agent_rx.next().await {
+            let forwarded = match message {
+                AgentMessage::Binary(bytes) => Message::Binary(bytes),
+                AgentMessage::Close(frame) => {
+                    let frame = frame.map(|f| CloseFrame { code: f.code.into(), reason: f.reason.as_str().into() });
+                    let _ = browser_tx.send(Message::Close(frame)).await;
+                    break;
+                }
+                // The agent speaks binary only; its pings are answered by tungstenite.
+                _ => continue,
+            };
+            if browser_tx.send(forwarded).await.is_err() {
+                break;
+            }
+        }
+        let _ = browser_tx.close().await;
+    };
+    // When either direction ends, the other has nothing left to do.
+    tokio::select! {
+        () = upstream => {}
+        () = downstream => {}
+    }
+    tracing::debug!(%workspace, %session, "terminal relay closed");
+}

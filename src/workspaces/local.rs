@@ -1,0 +1,132 @@
+//! The `local` provider: workspaces on sam's own machine, served by a `sam-agent` child
+//! process that sam starts, watches and restarts.
+//!
+//! The agent is a separate process even here so that shells never share an address space,
+//! an environment or a crash with the server, and so that the local and remote providers
+//! speak to agents the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::RngExt;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::agent::AgentClient;
+
+/// Handle on the supervised local agent; `client()` always names the live process.
+#[derive(Clone)]
+pub struct LocalAgent {
+    current: watch::Receiver<Option<AgentClient>>,
+}
+
+#[derive(Deserialize)]
+struct Announcement {
+    listen: String,
+}
+
+impl LocalAgent {
+    /// Starts the agent and a task that restarts it whenever it exits.
+    pub async fn start(program: PathBuf, root: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let (child, client) = spawn(&program, &root).await?;
+        let (publish, current) = watch::channel(Some(client));
+        tokio::spawn(supervise(program, root, child, publish));
+        Ok(Self { current })
+    }
+
+    /// The client of the running agent; waits a little while it is being restarted.
+    pub async fn client(&self) -> anyhow::Result<AgentClient> {
+        let mut current = self.current.clone();
+        let wait = current.wait_for(Option::is_some);
+        match tokio::time::timeout(Duration::from_secs(10), wait).await {
+            Ok(Ok(client)) => Ok(client.clone().expect("waited for Some")),
+            _ => bail!("the local workspace agent is not running"),
+        }
+    }
+}
+
+/// Finds `sam-agent` beside the running `sam` binary, as cargo and packages install them.
+pub fn agent_program() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the sam binary")?;
+    let dir = exe.parent().context("the sam binary has no directory")?;
+    // Test binaries live one level down, in `deps/`.
+    for candidate in [dir.join("sam-agent"), dir.join("../sam-agent")] {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("sam-agent was not found beside {}; build it with `cargo build -p sam-agent`", exe.display())
+}
+
+async fn spawn(program: &Path, root: &Path) -> anyhow::Result<(Child, AgentClient)> {
+    let key: [u8; 32] = rand::rng().random();
+    let mut child = Command::new(program)
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--root")
+        .arg(root)
+        .env("SAM_AGENT_KEY", hex::encode(key))
+        // The agent's own environment must not carry sam's secrets into shells.
+        .env_remove("GITHUB_APP_PRIVATE_KEY")
+        .env_remove("GITHUB_WEBHOOK_SECRET")
+        .env_remove("GITHUB_CLIENT_SECRET")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+
+    let stdout = child.stdout.take().context("agent stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("the workspace agent did not announce its address in time")?
+        .context("reading the agent's announcement")?
+        .context("the workspace agent exited before listening")?;
+    let announcement: Announcement =
+        serde_json::from_str(&line).with_context(|| format!("unexpected agent announcement {line:?}"))?;
+    tracing::info!(listen = %announcement.listen, pid = child.id(), "workspace agent started");
+    let client = AgentClient::new(format!("http://{}", announcement.listen), Arc::from(key.as_slice()));
+    Ok((child, client))
+}
+
+async fn supervise(
+    program: PathBuf,
+    root: PathBuf,
+    mut child: Child,
+    publish: watch::Sender<Option<AgentClient>>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let status = child.wait().await;
+        publish.send_replace(None);
+        tracing::warn!(?status, "workspace agent exited; restarting it");
+        loop {
+            if publish.is_closed() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            match spawn(&program, &root).await {
+                Ok((next, client)) => {
+                    child = next;
+                    publish.send_replace(Some(client));
+                    backoff = Duration::from_millis(200);
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "restarting the workspace agent failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+/// A chromedriver process and one browser session on it; both end on drop.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and a fresh headless Chromium profile.
+    pub async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()),
+        )
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is not installed; run scripts/test, which installs chromium-driver");
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                    "--window-size=1100,700",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                Err(error) if Instant::now() > deadline => {
+                    panic!("chromedriver did not start a browser: {error}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        Self {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Runs `script` in the page until it returns a truthy value, or panics after `timeout`
+    /// with `what` and the last value seen.
+    pub async fn wait_for_js(&self, script: &str, timeout: Duration, what: &str) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(value) = self.client.execute(script, vec![]).await {
+                if !matches!(value, Value::Null | Value::Bool(false)) && value != json!("") {
+                    return value;
+                }
+                last = value;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}; last value: {last}");
+    }
+
+    /// The terminal's visible text, line by line, as xterm.js holds it.
+    pub async fn terminal_text(&self) -> String {
+        let value = self
+            .client
+            .execute(TERMINAL_TEXT, vec![])
+            .await
+            .unwrap_or(Value::Null);
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits until the terminal's text satisfies `done`, returning it; panics after `timeout`
+    /// with what the terminal showed.
+    pub async fn wait_for_terminal(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.terminal_text().await;
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the terminal shows:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Types into the terminal as a person would, through xterm's own input element.
+    pub async fn type_text(&self, text: &str) {
+        let textarea = self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(fantoccini::Locator::Css(".xterm-helper-textarea"))
+            .await
+            .expect("the terminal's input element");
+        textarea
+            .send_keys(text)
+            .await
+            .expect("typing into the terminal");
+    }
+
+    /// Ends the browser session and the driver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Reads every line of xterm's active buffer; returns "" before the terminal exists.
+pub const TERMINAL_TEXT: &str = r#"
+    const t = window.samTerminal && window.samTerminal.term;
+    if (!t) return "";
+    const b = t.buffer.active, lines = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+    return lines.join("\n");
+"#;

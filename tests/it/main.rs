@@ -1,0 +1,9 @@
+//! Integration tests of sam, all in one binary so the crate and its dependencies link once.
+//! `support` holds the harness: fixtures, a database per test, git repositories and a
+//! GitHub stand-in.
+
+mod browser;
+mod main_path;
+mod server;
+mod standin_selftest;
+mod support;

@@ -1,0 +1,132 @@
+//! `sam serve` as a child process, configured only through its documented environment.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::db::TestDatabase;
+use crate::support::git::GitServer;
+use crate::support::github::GitHubStandIn;
+use crate::support::http_client;
+
+/// The webhook secret every test server is configured with.
+pub const WEBHOOK_SECRET: &str = "a webhook secret for tests";
+
+/// A running `sam serve`; killed (with its agent) on drop.
+pub struct SamServer {
+    child: Child,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl SamServer {
+    /// Starts sam against the stand-in, the database and the git server, and waits until
+    /// `/healthz` answers 200.
+    pub async fn start(github: &GitHubStandIn, git: &GitServer, db: &TestDatabase) -> Self {
+        ensure_agent_is_built();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let data_dir = tempfile::tempdir().unwrap();
+        let home = data_dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sam"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("SHELL", "/bin/bash")
+            .env("SAM_LOG", "info,sam=debug")
+            .env("GIT_CONFIG_GLOBAL", git.gitconfig_path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("DATABASE_URL", db.url())
+            .env("SAM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SAM_PUBLIC_URL", &url)
+            .env("SAM_DATA_DIR", data_dir.path())
+            .env("GITHUB_API_URL", github.url())
+            .env("GITHUB_URL", github.url())
+            .env("GITHUB_APP_ID", github.app_id().to_string())
+            .env("GITHUB_APP_SLUG", github.app_slug())
+            .env("GITHUB_APP_PRIVATE_KEY", github.private_key_pem())
+            .env("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env("GITHUB_CLIENT_ID", github.client_id())
+            .env("GITHUB_CLIENT_SECRET", github.client_secret())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting sam serve");
+        let mut server = Self {
+            child,
+            url,
+            data_dir,
+        };
+        server.wait_until_healthy(Duration::from_secs(60)).await;
+        server
+    }
+
+    async fn wait_until_healthy(&mut self, timeout: Duration) {
+        let client = http_client();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sam serve exited before it was healthy: {status}");
+            }
+            let health = client.get(format!("{}/healthz", self.url)).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sam serve was not healthy within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Posts a webhook delivery signed with the server's secret.
+    pub async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> reqwest::Response {
+        http_client()
+            .post(format!("{}/api/github/webhook", self.url))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header(
+                "x-hub-signature-256",
+                crate::support::fixtures::sign(WEBHOOK_SECRET, body),
+            )
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("posting a delivery")
+    }
+
+    /// Where the agent keeps workspaces.
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.data_dir.path().join("workspaces")
+    }
+}
+
+impl Drop for SamServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// sam finds `sam-agent` beside its own binary; `cargo test --workspace` builds it, and a
+/// narrower `cargo test --test it` gets it built here.
+fn ensure_agent_is_built() {
+    let sam = Path::new(env!("CARGO_BIN_EXE_sam"));
+    if sam.with_file_name("sam-agent").is_file() {
+        return;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "sam-agent", "--bin", "sam-agent"])
+        .status()
+        .expect("running cargo build -p sam-agent");
+    assert!(status.success(), "building sam-agent failed");
+}
