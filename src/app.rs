@@ -49,7 +49,10 @@ impl App {
             deliveries_waiting: Arc::new(Notify::new()),
         });
         for _ in 0..WORKERS {
-            tokio::spawn(events::worker::run(app.clone(), app.deliveries_waiting.clone()));
+            tokio::spawn(events::worker::run(
+                app.clone(),
+                app.deliveries_waiting.clone(),
+            ));
         }
         Ok(app)
     }
@@ -57,7 +60,8 @@ impl App {
     /// The signed link to a workspace's terminal for `login`.
     pub fn link(&self, workspace: Uuid, login: &str) -> anyhow::Result<String> {
         let mut url = self.config.public_url.join(&format!("w/{workspace}"))?;
-        url.query_pairs_mut().append_pair("t", &self.signer.link(workspace, login));
+        url.query_pairs_mut()
+            .append_pair("t", &self.signer.link(workspace, login));
         Ok(url.into())
     }
 }

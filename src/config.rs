@@ -85,7 +85,9 @@ impl Source {
     pub fn load() -> Result<Self, Vec<String>> {
         let env: HashMap<String, String> = std::env::vars().collect();
         let explicit = env.get("SAM_CONFIG").map(PathBuf::from);
-        let path = explicit.clone().unwrap_or_else(|| PathBuf::from("sam.toml"));
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("sam.toml"));
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => parse_toml(&path, &text).map_err(|e| vec![e])?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
@@ -99,7 +101,10 @@ impl Source {
     /// A source made of explicit values, for tests and tools.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
-            env: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            env: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             file: HashMap::new(),
         }
     }
@@ -125,7 +130,11 @@ fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, String
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             other => {
-                return Err(format!("{}: {key} must be a string, not {}", path.display(), other.type_str()));
+                return Err(format!(
+                    "{}: {key} must be a string, not {}",
+                    path.display(),
+                    other.type_str()
+                ));
             }
         };
         values.insert(key, value);
@@ -146,46 +155,105 @@ impl Config {
         };
 
         let database_url = required("DATABASE_URL", "the PostgreSQL connection URL");
-        let app_id = required("GITHUB_APP_ID", "the numeric id shown on the App's settings page");
-        let app_slug = required("GITHUB_APP_SLUG", "the App's URL name, as in github.com/apps/<slug>");
-        let webhook_secret = required("GITHUB_WEBHOOK_SECRET", "the secret GitHub signs deliveries with");
+        let app_id = required(
+            "GITHUB_APP_ID",
+            "the numeric id shown on the App's settings page",
+        );
+        let app_slug = required(
+            "GITHUB_APP_SLUG",
+            "the App's URL name, as in github.com/apps/<slug>",
+        );
+        let webhook_secret = required(
+            "GITHUB_WEBHOOK_SECRET",
+            "the secret GitHub signs deliveries with",
+        );
         let client_id = required("GITHUB_CLIENT_ID", "the App's OAuth client id");
         let client_secret = required("GITHUB_CLIENT_SECRET", "the App's OAuth client secret");
 
         let listen = parse_or(source, "SAM_LISTEN", "127.0.0.1:3000", &mut problems, |v| {
-            v.parse::<SocketAddr>().map_err(|_| "must be an address and port, like 127.0.0.1:3000".into())
+            v.parse::<SocketAddr>()
+                .map_err(|_| "must be an address and port, like 127.0.0.1:3000".into())
         });
-        let public_default = listen.map(|addr| format!("http://{addr}")).unwrap_or_default();
-        let public_url = parse_or(source, "SAM_PUBLIC_URL", &public_default, &mut problems, parse_base_url);
-        let github_api_url =
-            parse_or(source, "GITHUB_API_URL", "https://api.github.com", &mut problems, parse_base_url);
-        let github_url = parse_or(source, "GITHUB_URL", "https://github.com", &mut problems, parse_base_url);
+        let public_default = listen
+            .map(|addr| format!("http://{addr}"))
+            .unwrap_or_default();
+        let public_url = parse_or(
+            source,
+            "SAM_PUBLIC_URL",
+            &public_default,
+            &mut problems,
+            parse_base_url,
+        );
+        let github_api_url = parse_or(
+            source,
+            "GITHUB_API_URL",
+            "https://api.github.com",
+            &mut problems,
+            parse_base_url,
+        );
+        let github_url = parse_or(
+            source,
+            "GITHUB_URL",
+            "https://github.com",
+            &mut problems,
+            parse_base_url,
+        );
         let data_dir = PathBuf::from(source.get("SAM_DATA_DIR").unwrap_or("data"));
 
         let app_id = app_id.and_then(|v| match v.parse::<u64>() {
             Ok(id) if id > 0 => Some(id),
             _ => {
-                problems.push(format!("GITHUB_APP_ID must be a positive number, not {v:?}"));
+                problems.push(format!(
+                    "GITHUB_APP_ID must be a positive number, not {v:?}"
+                ));
                 None
             }
         });
         let private_key = private_key(source, &mut problems);
 
-        match (database_url, listen, public_url, github_api_url, github_url, app_id, app_slug, private_key, webhook_secret, client_id, client_secret) {
-            (Some(database_url), Some(listen), Some(public_url), Some(github_api_url), Some(github_url), Some(id), Some(slug), Some(private_key), Some(secret), Some(client_id), Some(client_secret))
-                if problems.is_empty() =>
-            {
-                Ok(Config {
-                    database_url,
-                    listen,
-                    public_url,
-                    data_dir,
-                    github_api_url,
-                    github_url,
-                    app: AppCredentials { id, slug, private_key, webhook_secret: secret.into() },
-                    oauth: OAuthClient { client_id, client_secret: client_secret.into() },
-                })
-            }
+        match (
+            database_url,
+            listen,
+            public_url,
+            github_api_url,
+            github_url,
+            app_id,
+            app_slug,
+            private_key,
+            webhook_secret,
+            client_id,
+            client_secret,
+        ) {
+            (
+                Some(database_url),
+                Some(listen),
+                Some(public_url),
+                Some(github_api_url),
+                Some(github_url),
+                Some(id),
+                Some(slug),
+                Some(private_key),
+                Some(secret),
+                Some(client_id),
+                Some(client_secret),
+            ) if problems.is_empty() => Ok(Config {
+                database_url,
+                listen,
+                public_url,
+                data_dir,
+                github_api_url,
+                github_url,
+                app: AppCredentials {
+                    id,
+                    slug,
+                    private_key,
+                    webhook_secret: secret.into(),
+                },
+                oauth: OAuthClient {
+                    client_id,
+                    client_secret: client_secret.into(),
+                },
+            }),
             _ => Err(problems),
         }
     }
@@ -227,16 +295,22 @@ fn parse_base_url(raw: &str) -> Result<Url, String> {
 }
 
 fn private_key(source: &Source, problems: &mut Vec<String>) -> Option<EncodingKey> {
-    let pem = match (source.get("GITHUB_APP_PRIVATE_KEY"), source.get("GITHUB_APP_PRIVATE_KEY_PATH")) {
+    let pem = match (
+        source.get("GITHUB_APP_PRIVATE_KEY"),
+        source.get("GITHUB_APP_PRIVATE_KEY_PATH"),
+    ) {
         (Some(_), Some(_)) => {
-            problems.push("set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH, not both".into());
+            problems
+                .push("set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_PATH, not both".into());
             return None;
         }
         (Some(text), None) => text.replace("\\n", "\n"),
         (None, Some(path)) => match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) => {
-                problems.push(format!("GITHUB_APP_PRIVATE_KEY_PATH: cannot read {path}: {e}"));
+                problems.push(format!(
+                    "GITHUB_APP_PRIVATE_KEY_PATH: cannot read {path}: {e}"
+                ));
                 return None;
             }
         },
@@ -263,8 +337,19 @@ mod tests {
     #[test]
     fn every_missing_value_is_reported_at_once() {
         let problems = Config::from_source(&Source::from_pairs([])).unwrap_err();
-        for key in ["DATABASE_URL", "GITHUB_APP_ID", "GITHUB_APP_SLUG", "GITHUB_WEBHOOK_SECRET", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET", "GITHUB_APP_PRIVATE_KEY"] {
-            assert!(problems.iter().any(|p| p.contains(key)), "{key} missing from {problems:?}");
+        for key in [
+            "DATABASE_URL",
+            "GITHUB_APP_ID",
+            "GITHUB_APP_SLUG",
+            "GITHUB_WEBHOOK_SECRET",
+            "GITHUB_CLIENT_ID",
+            "GITHUB_CLIENT_SECRET",
+            "GITHUB_APP_PRIVATE_KEY",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(key)),
+                "{key} missing from {problems:?}"
+            );
         }
     }
 
@@ -280,14 +365,19 @@ mod tests {
         let text = problems.join("\n");
         assert!(text.contains("SAM_LISTEN"), "{text}");
         assert!(text.contains("GITHUB_API_URL"), "{text}");
-        assert!(text.contains("GITHUB_APP_ID must be a positive number"), "{text}");
+        assert!(
+            text.contains("GITHUB_APP_ID must be a positive number"),
+            "{text}"
+        );
         assert!(text.contains("not an RSA key"), "{text}");
     }
 
     #[test]
     fn environment_wins_over_the_file() {
         let mut source = Source::from_pairs([("SAM_LISTEN", "127.0.0.1:4000")]);
-        source.file.insert("SAM_LISTEN".into(), "127.0.0.1:5000".into());
+        source
+            .file
+            .insert("SAM_LISTEN".into(), "127.0.0.1:5000".into());
         source.file.insert("SAM_DATA_DIR".into(), "/srv/sam".into());
         assert_eq!(source.get("SAM_LISTEN"), Some("127.0.0.1:4000"));
         assert_eq!(source.get("SAM_DATA_DIR"), Some("/srv/sam"));
@@ -302,6 +392,9 @@ mod tests {
     #[test]
     fn base_urls_gain_a_trailing_slash() {
         let url = parse_base_url("http://127.0.0.1:9000/api/v3").unwrap();
-        assert_eq!(url.join("repos/a/b").unwrap().as_str(), "http://127.0.0.1:9000/api/v3/repos/a/b");
+        assert_eq!(
+            url.join("repos/a/b").unwrap().as_str(),
+            "http://127.0.0.1:9000/api/v3/repos/a/b"
+        );
     }
 }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use sam::config::{Config, Source};
 
 #[derive(Parser)]
-#[command(name = "sam", version, about = "A GitHub App that opens a browser shell on a branch from a comment")]
+#[command(
+    name = "sam",
+    version,
+    about = "A GitHub App that opens a browser shell on a branch from a comment"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => run(serve(config)),
-        Command::Receive { event, payload, url } => run(receive(config, event, payload, url)),
+        Command::Receive {
+            event,
+            payload,
+            url,
+        } => run(receive(config, event, payload, url)),
     }
 }
 
@@ -74,14 +82,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     sam::server::serve(app).await
 }
 
-async fn receive(config: Config, event: String, payload: PathBuf, url: Option<String>) -> anyhow::Result<()> {
+async fn receive(
+    config: Config,
+    event: String,
+    payload: PathBuf,
+    url: Option<String>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     use secrecy::ExposeSecret;
     install_crypto();
     let body = std::fs::read(&payload).with_context(|| format!("reading {}", payload.display()))?;
     let base = url.unwrap_or_else(|| config.public_url.to_string());
     let target = format!("{}/api/github/webhook", base.trim_end_matches('/'));
-    let signature = sam::server::signature::sign(config.app.webhook_secret.expose_secret().as_bytes(), &body);
+    let signature =
+        sam::server::signature::sign(config.app.webhook_secret.expose_secret().as_bytes(), &body);
     let response = reqwest::Client::new()
         .post(&target)
         .header("content-type", "application/json")

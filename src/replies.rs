@@ -37,7 +37,9 @@ pub struct NoSuchBranch {
 impl NoSuchBranch {
     /// The reply for `branch`.
     pub fn new(branch: &str) -> Self {
-        Self { branch: code_span(branch) }
+        Self {
+            branch: code_span(branch),
+        }
     }
 }
 
@@ -65,7 +67,12 @@ impl<'a> Status<'a> {
     /// A status comment for `login`'s workspace on `branch` at `commit`.
     pub fn new(login: &'a str, branch: &str, commit: &str, phase: Phase<'a>) -> Self {
         let short = commit.get(..12).unwrap_or(commit);
-        Self { login, branch: code_span(branch), commit: code_span(short), phase }
+        Self {
+            login,
+            branch: code_span(branch),
+            commit: code_span(short),
+            phase,
+        }
     }
 
     /// A failure, with the end of the log fenced so nothing in it renders as Markdown.
@@ -87,7 +94,11 @@ pub fn render(template: &impl Template) -> String {
 pub fn code_span(text: &str) -> String {
     let longest = longest_run(text, '`');
     let fence = "`".repeat(longest + 1);
-    let pad = if text.starts_with('`') || text.ends_with('`') { " " } else { "" };
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
     format!("{fence}{pad}{text}{pad}{fence}")
 }
 
@@ -138,7 +149,14 @@ mod tests {
 
     #[test]
     fn status_names_branch_as_code() {
-        let text = render(&Status::new("octocat", "@team/x", "0123456789abcdef", Phase::Ready { link: "https://sam.example/w/1?t=x" }));
+        let text = render(&Status::new(
+            "octocat",
+            "@team/x",
+            "0123456789abcdef",
+            Phase::Ready {
+                link: "https://sam.example/w/1?t=x",
+            },
+        ));
         assert!(text.contains("`@team/x`"), "{text}");
         assert!(text.contains("https://sam.example/w/1?t=x"), "{text}");
         assert!(text.contains("`0123456789ab`"), "{text}");

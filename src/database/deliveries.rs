@@ -41,7 +41,11 @@ pub async fn store(
     .execute(db)
     .await?
     .rows_affected();
-    Ok(if inserted == 1 { Stored::New } else { Stored::Duplicate })
+    Ok(if inserted == 1 {
+        Stored::New
+    } else {
+        Stored::Duplicate
+    })
 }
 
 /// Claims the oldest delivery that is due, or one whose worker's lease ran out.
@@ -103,7 +107,11 @@ pub async fn retry_or_fail(
 
 /// Records that a comment's commands are acted on by this delivery; false when another
 /// delivery of the same comment already did. A retry of the same delivery may go on.
-pub async fn claim_comment(db: impl PgExecutor<'_>, comment_id: i64, delivery_id: i64) -> sqlx::Result<bool> {
+pub async fn claim_comment(
+    db: impl PgExecutor<'_>,
+    comment_id: i64,
+    delivery_id: i64,
+) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO handled_comments (comment_id, delivery_id) VALUES ($1, $2)
          ON CONFLICT (comment_id) DO UPDATE SET comment_id = EXCLUDED.comment_id

@@ -57,15 +57,22 @@ macro_rules! columns {
 
 /// Creates the workspace, or returns the live one for the same repository, ref and
 /// person. The boolean is true when this call created it.
-pub async fn create_or_find(db: &PgPool, new: &NewWorkspace<'_>) -> sqlx::Result<(WorkspaceModel, bool)> {
+pub async fn create_or_find(
+    db: &PgPool,
+    new: &NewWorkspace<'_>,
+) -> sqlx::Result<(WorkspaceModel, bool)> {
     let mut tx = db.begin().await?;
-    let created: Option<WorkspaceModel> = sqlx::query_as(concat!("INSERT INTO workspaces (id, installation_id, repo_id, repo_full_name, clone_url,
+    let created: Option<WorkspaceModel> = sqlx::query_as(concat!(
+        "INSERT INTO workspaces (id, installation_id, repo_id, repo_full_name, clone_url,
              issue_number, is_pull_request, branch, fetch_ref, head_sha, requester_id,
              requester_login, state)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'requested')
          ON CONFLICT (repo_id, fetch_ref, requester_id) WHERE state NOT IN ('deleted', 'failed')
          DO NOTHING
-         RETURNING ", columns!(), ""))
+         RETURNING ",
+        columns!(),
+        ""
+    ))
     .bind(Uuid::new_v4())
     .bind(new.installation_id)
     .bind(new.repo_id)
@@ -87,9 +94,13 @@ pub async fn create_or_find(db: &PgPool, new: &NewWorkspace<'_>) -> sqlx::Result
             (workspace, true)
         }
         None => {
-            let existing = sqlx::query_as(concat!("SELECT ", columns!(), " FROM workspaces
+            let existing = sqlx::query_as(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM workspaces
                  WHERE repo_id = $1 AND fetch_ref = $2 AND requester_id = $3
-                   AND state NOT IN ('deleted', 'failed')"))
+                   AND state NOT IN ('deleted', 'failed')"
+            ))
             .bind(new.repo_id)
             .bind(new.fetch_ref)
             .bind(new.requester_id)
@@ -104,14 +115,23 @@ pub async fn create_or_find(db: &PgPool, new: &NewWorkspace<'_>) -> sqlx::Result
 
 /// Reads one workspace.
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<WorkspaceModel>> {
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM workspaces WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM workspaces WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Moves a workspace to `state` and logs the change, in one transaction.
-pub async fn transition(db: &PgPool, id: Uuid, state: State, message: Option<&str>) -> sqlx::Result<()> {
+pub async fn transition(
+    db: &PgPool,
+    id: Uuid,
+    state: State,
+    message: Option<&str>,
+) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
     sqlx::query(
         "UPDATE workspaces SET state = $2, updated_at = now(),
@@ -128,7 +148,11 @@ pub async fn transition(db: &PgPool, id: Uuid, state: State, message: Option<&st
 }
 
 /// Remembers the comment sam edits as the workspace moves.
-pub async fn set_status_comment(db: impl PgExecutor<'_>, id: Uuid, comment_id: i64) -> sqlx::Result<()> {
+pub async fn set_status_comment(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    comment_id: i64,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE workspaces SET status_comment_id = $2 WHERE id = $1")
         .bind(id)
         .bind(comment_id)
@@ -139,18 +163,26 @@ pub async fn set_status_comment(db: impl PgExecutor<'_>, id: Uuid, comment_id: i
 
 /// Workspaces whose last state is one sam was in the middle of, for recovery at start-up.
 pub async fn in_transition(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<WorkspaceModel>> {
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM workspaces
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM workspaces
          WHERE state IN ('requested', 'provisioning', 'stopping', 'deleting')
-         ORDER BY created_at"))
+         ORDER BY created_at"
+    ))
     .fetch_all(db)
     .await
 }
 
 /// Workspaces that should have a running checkout, for re-adoption at start-up.
 pub async fn ready(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<WorkspaceModel>> {
-    sqlx::query_as(concat!("SELECT ", columns!(), " FROM workspaces WHERE state = 'ready' ORDER BY created_at"))
-        .fetch_all(db)
-        .await
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM workspaces WHERE state = 'ready' ORDER BY created_at"
+    ))
+    .fetch_all(db)
+    .await
 }
 
 async fn record_event(
@@ -169,9 +201,14 @@ async fn record_event(
 }
 
 /// The states a workspace went through, oldest first.
-pub async fn events(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Vec<(String, Option<String>)>> {
-    sqlx::query_as("SELECT state, message FROM workspace_events WHERE workspace_id = $1 ORDER BY id")
-        .bind(id)
-        .fetch_all(db)
-        .await
+pub async fn events(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> sqlx::Result<Vec<(String, Option<String>)>> {
+    sqlx::query_as(
+        "SELECT state, message FROM workspace_events WHERE workspace_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
 }

@@ -29,12 +29,19 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
     );
     async {
         if !deliveries::claim_comment(&app.db, event.comment.id as i64, delivery_id).await? {
-            tracing::info!(comment = event.comment.id, "comment already handled by another delivery");
+            tracing::info!(
+                comment = event.comment.id,
+                "comment already handled by another delivery"
+            );
             return Ok(());
         }
         let installation = match &event.installation {
             Some(installation) => installation.id,
-            None => app.github.repo_installation(&event.repository.owner.login, &event.repository.name).await?,
+            None => {
+                app.github
+                    .repo_installation(&event.repository.owner.login, &event.repository.name)
+                    .await?
+            }
         };
         let repo = app.github.repo(installation, &event.repository.full_name)?;
         repo.react_to_comment(event.comment.id, "eyes").await?;
@@ -44,17 +51,25 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
             match command {
                 Ok(Command::Open(args)) => open(app, &repo, installation, &event, args).await?,
                 Ok(Command::Help) => {
-                    let help = replies::render(&replies::Help { slug: &app.config.app.slug });
+                    let help = replies::render(&replies::Help {
+                        slug: &app.config.app.slug,
+                    });
                     repo.create_comment(event.issue.number, &help).await?;
                 }
                 Ok(other) => {
                     let error = format!("`/sam {}` is not available yet", other.verb());
-                    let reply = replies::render(&replies::CommandError { login, error: &error });
+                    let reply = replies::render(&replies::CommandError {
+                        login,
+                        error: &error,
+                    });
                     repo.create_comment(event.issue.number, &reply).await?;
                 }
                 Err(error) => {
                     let error = error.to_string();
-                    let reply = replies::render(&replies::CommandError { login, error: &error });
+                    let reply = replies::render(&replies::CommandError {
+                        login,
+                        error: &error,
+                    });
                     repo.create_comment(event.issue.number, &reply).await?;
                 }
             }
@@ -76,7 +91,9 @@ async fn open(
     let person = &event.comment.user;
     let issue = event.issue.number;
     if !repo.permission(&person.login).await?.may_open_workspaces() {
-        let reply = replies::render(&replies::NotAllowed { login: &person.login });
+        let reply = replies::render(&replies::NotAllowed {
+            login: &person.login,
+        });
         repo.create_comment(issue, &reply).await?;
         return Ok(());
     }
@@ -100,10 +117,18 @@ async fn open(
     let (workspace, created) = app.workspaces.find_or_create(&request).await?;
     tracing::info!(workspace = %workspace.id, created, state = %workspace.state, "open");
 
-    let status = |phase| replies::render(&replies::Status::new(&person.login, &workspace.branch, &workspace.head_sha, phase));
+    let status = |phase| {
+        replies::render(&replies::Status::new(
+            &person.login,
+            &workspace.branch,
+            &workspace.head_sha,
+            phase,
+        ))
+    };
     if !created && workspace.state == State::Ready {
         let link = app.link(workspace.id, &person.login)?;
-        repo.create_comment(issue, &status(Phase::Ready { link: &link })).await?;
+        repo.create_comment(issue, &status(Phase::Ready { link: &link }))
+            .await?;
         return Ok(());
     }
     if !created && workspace.state != State::Stopped {
@@ -113,12 +138,16 @@ async fn open(
 
     let comment_id = match workspace.status_comment_id {
         Some(id) => {
-            repo.update_comment(id as u64, &status(Phase::Preparing)).await?;
+            repo.update_comment(id as u64, &status(Phase::Preparing))
+                .await?;
             id as u64
         }
         None => {
-            let id = repo.create_comment(issue, &status(Phase::Preparing)).await?;
-            crate::database::workspaces::set_status_comment(&app.db, workspace.id, id as i64).await?;
+            let id = repo
+                .create_comment(issue, &status(Phase::Preparing))
+                .await?;
+            crate::database::workspaces::set_status_comment(&app.db, workspace.id, id as i64)
+                .await?;
             id
         }
     };
@@ -129,7 +158,10 @@ async fn open(
             let reason = "sam could not reach GitHub or the workspace host; try again in a minute";
             tracing::error!(error = format!("{error:#}"), "provisioning failed");
             app.workspaces.fail(workspace.id, reason).await?;
-            let body = status(Phase::Failed { reason, log: String::new() });
+            let body = status(Phase::Failed {
+                reason,
+                log: String::new(),
+            });
             repo.update_comment(comment_id, &body).await?;
             return Ok(());
         }
@@ -140,11 +172,20 @@ async fn open(
             status(Phase::Ready { link: &link })
         }
         Provisioned::Failed(failed) => {
-            let log = if failed.log.is_empty() { String::new() } else { replies::Status::failed_log(&failed.log) };
-            status(Phase::Failed { reason: &failed.message, log })
+            let log = if failed.log.is_empty() {
+                String::new()
+            } else {
+                replies::Status::failed_log(&failed.log)
+            };
+            status(Phase::Failed {
+                reason: &failed.message,
+                log,
+            })
         }
     };
-    repo.update_comment(comment_id, &body).await.context("posting the workspace's status")
+    repo.update_comment(comment_id, &body)
+        .await
+        .context("posting the workspace's status")
 }
 
 /// What to check out: a branch name, the ref to fetch it by, and the commit.
@@ -170,14 +211,22 @@ async fn resolve_target(
         } else {
             format!("refs/heads/{}", pr.head_ref)
         };
-        return Ok(Some(Target { branch: pr.head_ref, fetch_ref, sha: pr.head_sha }));
+        return Ok(Some(Target {
+            branch: pr.head_ref,
+            fetch_ref,
+            sha: pr.head_sha,
+        }));
     }
     let branch = match branch.or_else(|| event.repository.default_branch.clone()) {
         Some(branch) => branch,
         None => "main".to_owned(),
     };
     match repo.branch_head(&branch).await? {
-        Some(sha) => Ok(Some(Target { fetch_ref: format!("refs/heads/{branch}"), branch, sha })),
+        Some(sha) => Ok(Some(Target {
+            fetch_ref: format!("refs/heads/{branch}"),
+            branch,
+            sha,
+        })),
         None => {
             let reply = replies::render(&replies::NoSuchBranch::new(&branch));
             repo.create_comment(event.issue.number, &reply).await?;

@@ -12,7 +12,10 @@ use crate::github::events::IssueCommentEvent;
 pub enum HandleError {
     /// The payload cannot be read as the event it claims to be; trying again cannot help.
     #[error("unreadable {event} payload: {source}")]
-    Unreadable { event: String, source: serde_json::Error },
+    Unreadable {
+        event: String,
+        source: serde_json::Error,
+    },
     /// Something outside sam failed (GitHub, the database, a host); worth another try.
     #[error(transparent)]
     Transient(#[from] anyhow::Error),
@@ -31,6 +34,8 @@ pub async fn handle(app: &App, delivery: &DeliveryModel) -> Result<(), HandleErr
 }
 
 fn read<T: serde::de::DeserializeOwned>(delivery: &DeliveryModel) -> Result<T, HandleError> {
-    serde_json::from_slice(&delivery.body)
-        .map_err(|source| HandleError::Unreadable { event: delivery.event.clone(), source })
+    serde_json::from_slice(&delivery.body).map_err(|source| HandleError::Unreadable {
+        event: delivery.event.clone(),
+        source,
+    })
 }

@@ -29,7 +29,11 @@ pub struct GitHub {
 impl GitHub {
     /// Builds the App client against `GITHUB_API_URL`.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let base = config.github_api_url.as_str().trim_end_matches('/').to_owned();
+        let base = config
+            .github_api_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
         let app = Octocrab::builder()
             .base_uri(base)
             .context("GITHUB_API_URL is not a valid base URI")?
@@ -39,7 +43,10 @@ impl GitHub {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .build()
             .context("building the GitHub client")?;
-        Ok(Self { app, installations: Arc::default() })
+        Ok(Self {
+            app,
+            installations: Arc::default(),
+        })
     }
 
     /// The installation of the App on a repository, for payloads that do not name it.
@@ -59,11 +66,17 @@ impl GitHub {
 
     /// A client acting as one installation, sharing its token cache with every caller.
     pub fn installation(&self, id: u64) -> anyhow::Result<Octocrab> {
-        let mut installations = self.installations.lock().map_err(|_| anyhow!("poisoned lock"))?;
+        let mut installations = self
+            .installations
+            .lock()
+            .map_err(|_| anyhow!("poisoned lock"))?;
         if let Some(crab) = installations.get(&id) {
             return Ok(crab.clone());
         }
-        let crab = self.app.installation(InstallationId(id)).context("installation client")?;
+        let crab = self
+            .app
+            .installation(InstallationId(id))
+            .context("installation client")?;
         installations.insert(id, crab.clone());
         Ok(crab)
     }
@@ -111,7 +124,10 @@ pub enum Permission {
 impl Permission {
     /// Opening a shell on a branch is as powerful as pushing to it.
     pub fn may_open_workspaces(self) -> bool {
-        matches!(self, Permission::Admin | Permission::Maintain | Permission::Write)
+        matches!(
+            self,
+            Permission::Admin | Permission::Maintain | Permission::Write
+        )
     }
 }
 
@@ -192,7 +208,11 @@ impl RepoClient {
             base: Base,
         }
         let route = format!("{}/pulls/{number}", self.path);
-        let pr: Answer = self.crab.get(route, None::<&()>).await.context("reading the pull request")?;
+        let pr: Answer = self
+            .crab
+            .get(route, None::<&()>)
+            .await
+            .context("reading the pull request")?;
         Ok(PullRequest {
             number: pr.number,
             head_ref: pr.head.ref_name,

@@ -101,8 +101,16 @@ mod tests {
 
     #[test]
     fn app_comments_count_as_bots() {
-        let bot = Account { login: "sam-app[bot]".into(), id: 1, kind: Some("Bot".into()) };
-        let person = Account { login: "octocat".into(), id: 2, kind: Some("User".into()) };
+        let bot = Account {
+            login: "sam-app[bot]".into(),
+            id: 1,
+            kind: Some("Bot".into()),
+        };
+        let person = Account {
+            login: "octocat".into(),
+            id: 2,
+            kind: Some("User".into()),
+        };
         assert!(bot.is_bot());
         assert!(!person.is_bot());
     }

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
-use crate::terminal::page;
+use crate::terminal::{page, signin};
 
 /// Shared state of every handler.
 pub type AppState = Arc<App>;
@@ -21,9 +21,13 @@ pub type AppState = Arc<App>;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/api/github/webhook", post(webhook::receive).layer(webhook::body_limit()))
+        .route(
+            "/api/github/webhook",
+            post(webhook::receive).layer(webhook::body_limit()),
+        )
         .route("/w/{id}", get(page::open))
         .route("/w/{id}/ws", get(page::socket))
+        .route("/auth/github/callback", get(signin::callback))
         .nest("/assets", assets::router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -33,7 +37,9 @@ pub fn router(state: AppState) -> Router {
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %state.config.public_url, "sam is serving");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 

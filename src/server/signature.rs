@@ -17,14 +17,17 @@ pub enum SignatureError {
 /// Checks `header` against `body`, in constant time.
 pub fn verify(secret: &[u8], header: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
-    let hex_digest = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
+    let hex_digest = header
+        .strip_prefix("sha256=")
+        .ok_or(SignatureError::Malformed)?;
     if hex_digest.len() != 64 {
         return Err(SignatureError::Malformed);
     }
     let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
-    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&expected)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 /// The header value GitHub would send for `body`; for `sam receive` and tests.
@@ -51,14 +54,28 @@ mod tests {
 
     #[test]
     fn one_changed_byte_is_a_mismatch() {
-        assert_eq!(verify(SECRET, Some(HEADER), b"Hello, World?"), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(SECRET, Some(HEADER), b"Hello, World?"),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn missing_and_malformed_headers_are_told_apart() {
         assert_eq!(verify(SECRET, None, PAYLOAD), Err(SignatureError::Missing));
-        for bad in ["", "sha256=", "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59", &HEADER[7..], "sha256=zz", &HEADER[..70]] {
-            assert_eq!(verify(SECRET, Some(bad), PAYLOAD), Err(SignatureError::Malformed), "{bad:?}");
+        for bad in [
+            "",
+            "sha256=",
+            "sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59",
+            &HEADER[7..],
+            "sha256=zz",
+            &HEADER[..70],
+        ] {
+            assert_eq!(
+                verify(SECRET, Some(bad), PAYLOAD),
+                Err(SignatureError::Malformed),
+                "{bad:?}"
+            );
         }
     }
 

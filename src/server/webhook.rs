@@ -27,7 +27,9 @@ pub fn body_limit() -> DefaultBodyLimit {
 /// Receives one delivery.
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let secret = state.config.app.webhook_secret.expose_secret().as_bytes();
-    let header_value = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+    let header_value = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
     if let Err(error) = signature::verify(secret, header_value, &body) {
         tracing::info!(%error, "webhook refused");
         return answer(StatusCode::UNAUTHORIZED, &error.to_string());
@@ -40,13 +42,22 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         );
     }
     let Some(event) = header_str(&headers, "x-github-event") else {
-        return answer(StatusCode::BAD_REQUEST, "the X-GitHub-Event header is missing");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "the X-GitHub-Event header is missing",
+        );
     };
     let Some(delivery) = header_str(&headers, "x-github-delivery") else {
-        return answer(StatusCode::BAD_REQUEST, "the X-GitHub-Delivery header is missing");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "the X-GitHub-Delivery header is missing",
+        );
     };
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        return answer(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {error}"));
+        return answer(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not JSON: {error}"),
+        );
     }
 
     match deliveries::store(&state.db, delivery, event, &body).await {
@@ -62,7 +73,10 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         Err(error) => {
             // 503 keeps the delivery in GitHub's log, where it can be redelivered.
             tracing::error!(%error, delivery, "cannot store a delivery");
-            answer(StatusCode::SERVICE_UNAVAILABLE, "sam cannot store deliveries right now")
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sam cannot store deliveries right now",
+            )
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::link::{Grant, LinkError, SESSION_TTL};
-use super::relay;
+use super::{relay, signin};
 use crate::server::AppState;
 use crate::workspaces::State as WorkspaceState;
 
@@ -53,9 +53,17 @@ pub async fn open(
     jar: CookieJar,
 ) -> Response {
     if let Some(token) = query.t {
-        return match state.signer.verify_link(&token, id) {
-            Ok(grant) => exchange_link(&state, id, &grant, jar),
-            Err(error) => refused(StatusCode::FORBIDDEN, &error.to_string()),
+        let grant = match state.signer.verify_link(&token, id) {
+            Ok(grant) => grant,
+            Err(error) => return refused(StatusCode::FORBIDDEN, &error.to_string()),
+        };
+        let Some(viewer) = signin::signed_in_login(&state, &jar) else {
+            let return_to = format!("/w/{id}?t={}", urlencoding::encode(&token));
+            return signin::start(&state, jar, &return_to);
+        };
+        return match may_use(&state, id, &grant, &viewer).await {
+            Ok(()) => exchange_link(&state, id, &viewer, jar),
+            Err(response) => *response,
         };
     }
 
@@ -67,8 +75,14 @@ pub async fn open(
         Ok(Some(workspace)) => workspace,
         Ok(None) => return refused(StatusCode::NOT_FOUND, "this workspace does not exist"),
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "reading a workspace for its page");
-            return refused(StatusCode::SERVICE_UNAVAILABLE, "sam cannot reach its database; try again shortly");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "reading a workspace for its page"
+            );
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sam cannot reach its database; try again shortly",
+            );
         }
     };
     tracing::debug!(workspace = %id, login = %grant.login, "terminal page opened");
@@ -83,8 +97,39 @@ pub async fn open(
     html(StatusCode::OK, page.render())
 }
 
-fn exchange_link(state: &AppState, id: Uuid, grant: &Grant, jar: CookieJar) -> Response {
-    let cookie = Cookie::build((SESSION_COOKIE, state.signer.session(id, &grant.login)))
+/// The person the link was made for may use it, and so may anyone with write access to the
+/// repository; nobody else, whoever passed the link on.
+async fn may_use(state: &AppState, id: Uuid, grant: &Grant, viewer: &str) -> Result<(), Box<Response>> {
+    if viewer.eq_ignore_ascii_case(&grant.login) {
+        return Ok(());
+    }
+    let unavailable = || Box::new(refused(StatusCode::SERVICE_UNAVAILABLE, "sam cannot check your access right now; try again shortly"));
+    let workspace = match state.workspaces.get(id).await {
+        Ok(Some(workspace)) => workspace,
+        Ok(None) => return Err(Box::new(refused(StatusCode::NOT_FOUND, "this workspace does not exist"))),
+        Err(_) => return Err(unavailable()),
+    };
+    let permission = async {
+        state.github.repo(workspace.installation_id as u64, &workspace.repo_full_name)?.permission(viewer).await
+    };
+    match permission.await {
+        Ok(permission) if permission.may_open_workspaces() => Ok(()),
+        Ok(_) => {
+            tracing::info!(workspace = %id, %viewer, owner = %grant.login, "link refused to another person");
+            Err(Box::new(refused(
+                StatusCode::FORBIDDEN,
+                "this workspace was opened for someone else, and you do not have write access to the repository",
+            )))
+        }
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), "checking a viewer's permission");
+            Err(unavailable())
+        }
+    }
+}
+
+fn exchange_link(state: &AppState, id: Uuid, viewer: &str, jar: CookieJar) -> Response {
+    let cookie = Cookie::build((SESSION_COOKIE, state.signer.session(id, viewer)))
         .path(format!("/w/{id}"))
         .http_only(true)
         // Lax, not Strict: the link is followed from github.com, and the redirect below must
@@ -105,13 +150,18 @@ fn session(state: &AppState, jar: &CookieJar, id: Uuid) -> Result<Grant, Box<Res
             "open this workspace from the link sam posted on GitHub",
         )));
     };
-    state.signer.verify_session(cookie.value(), id).map_err(|error| {
-        let reason = match error {
-            LinkError::Expired => "your session for this workspace has expired; open the link from GitHub again",
-            _ => "open this workspace from the link sam posted on GitHub",
-        };
-        Box::new(refused(StatusCode::UNAUTHORIZED, reason))
-    })
+    state
+        .signer
+        .verify_session(cookie.value(), id)
+        .map_err(|error| {
+            let reason = match error {
+                LinkError::Expired => {
+                    "your session for this workspace has expired; open the link from GitHub again"
+                }
+                _ => "open this workspace from the link sam posted on GitHub",
+            };
+            Box::new(refused(StatusCode::UNAUTHORIZED, reason))
+        })
 }
 
 /// The query of the terminal socket: which of the workspace's sessions (tabs) to attach to.
@@ -133,19 +183,31 @@ pub async fn socket(
     // to drive a terminal with the cookie of someone who visits it.
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if origin != Some(state.config.public_origin().as_str()) {
-        return (StatusCode::FORBIDDEN, "cross-origin terminal connections are refused").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "cross-origin terminal connections are refused",
+        )
+            .into_response();
     }
     if let Err(response) = session(&state, &jar, id) {
         return *response;
     }
     let name = query.session.unwrap_or_else(|| "main".to_owned());
     if !is_session_name(&name) {
-        return (StatusCode::BAD_REQUEST, "session names are 1 to 64 letters, digits, - or _").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "session names are 1 to 64 letters, digits, - or _",
+        )
+            .into_response();
     }
     match state.workspaces.get(id).await {
         Ok(Some(workspace)) if workspace.state == WorkspaceState::Ready => {}
         Ok(Some(workspace)) => {
-            return (StatusCode::CONFLICT, format!("the workspace is {}", workspace.state)).into_response();
+            return (
+                StatusCode::CONFLICT,
+                format!("the workspace is {}", workspace.state),
+            )
+                .into_response();
         }
         Ok(None) => return (StatusCode::NOT_FOUND, "no such workspace").into_response(),
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
@@ -154,7 +216,11 @@ pub async fn socket(
         Ok(agent) => agent,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "no agent for a terminal");
-            return (StatusCode::SERVICE_UNAVAILABLE, "the workspace host is unavailable").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the workspace host is unavailable",
+            )
+                .into_response();
         }
     };
     upgrade
@@ -163,10 +229,14 @@ pub async fn socket(
 }
 
 fn is_session_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn refused(status: StatusCode, reason: &str) -> Response {
+/// A page that says, in plain words, why the terminal stays closed.
+pub fn refused(status: StatusCode, reason: &str) -> Response {
     html(status, RefusedPage { reason }.render())
 }
 
@@ -175,9 +245,18 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
         Ok(body) => {
             let mut response = (status, Html(body)).into_response();
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            );
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
             no_store(headers);
             response
         }

@@ -4,6 +4,8 @@
 //! unchanged keeps the relay cheap. Each direction is its own task so that a slow browser
 //! never delays keystrokes on their way to the shell.
 
+use std::time::Duration;
+
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as AgentMessage;
@@ -12,6 +14,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
 use crate::workspaces::agent::AgentClient;
+
+/// How often sam pings the browser: well under the idle timeouts of common proxies (60 s).
+const KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Connects to the agent's session and copies frames both ways until either side closes.
 pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, session: String) {
@@ -27,7 +32,10 @@ pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, sessio
         Ok((socket, _)) => socket,
         Err(error) => {
             tracing::warn!(%error, %workspace, "the workspace agent refused a terminal");
-            let close = CloseFrame { code: 1011, reason: "the workspace host is unavailable".into() };
+            let close = CloseFrame {
+                code: 1011,
+                reason: "the workspace host is unavailable".into(),
+            };
             let _ = browser_tx.send(Message::Close(Some(close))).await;
             return;
         }
@@ -40,7 +48,10 @@ pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, sessio
                 Message::Binary(bytes) => AgentMessage::Binary(bytes),
                 Message::Text(text) => AgentMessage::Text(text.as_str().into()),
                 Message::Close(frame) => {
-                    let frame = frame.map(|f| AgentCloseFrame { code: CloseCode::from(f.code), reason: f.reason.as_str().into() });
+                    let frame = frame.map(|f| AgentCloseFrame {
+                        code: CloseCode::from(f.code),
+                        reason: f.reason.as_str().into(),
+                    });
                     let _ = agent_tx.send(AgentMessage::Close(frame)).await;
                     break;
                 }
@@ -53,16 +64,23 @@ pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, sessio
         let _ = agent_tx.close().await;
     };
     let downstream = async {
-        while let Some(Ok(message)) = agent_rx.next().await {
-            let forwarded = match message {
-                AgentMessage::Binary(bytes) => Message::Binary(bytes),
-                AgentMessage::Close(frame) => {
-                    let frame = frame.map(|f| CloseFrame { code: f.code.into(), reason: f.reason.as_str().into() });
-                    let _ = browser_tx.send(Message::Close(frame)).await;
-                    break;
-                }
-                // The agent speaks binary only; its pings are answered by tungstenite.
-                _ => continue,
+        // Pings keep quiet terminals open through proxies that cut idle connections.
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            let forwarded = tokio::select! {
+                message = agent_rx.next() => match message {
+                    Some(Ok(AgentMessage::Binary(bytes))) => Message::Binary(bytes),
+                    Some(Ok(AgentMessage::Close(frame))) => {
+                        let frame = frame.map(|f| CloseFrame { code: f.code.into(), reason: f.reason.as_str().into() });
+                        let _ = browser_tx.send(Message::Close(frame)).await;
+                        break;
+                    }
+                    // The agent speaks binary only; its pings are answered by tungstenite.
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => break,
+                },
+                _ = keepalive.tick() => Message::Ping(Default::default()),
             };
             if browser_tx.send(forwarded).await.is_err() {
                 break;

@@ -70,7 +70,11 @@ impl AgentClient {
     }
 
     /// Clones and checks out; the agent answers when the workspace is ready.
-    pub async fn checkout(&self, workspace: Uuid, checkout: &Checkout<'_>) -> anyhow::Result<Result<(), CheckoutFailed>> {
+    pub async fn checkout(
+        &self,
+        workspace: Uuid,
+        checkout: &Checkout<'_>,
+    ) -> anyhow::Result<Result<(), CheckoutFailed>> {
         let response = self
             .http
             .put(format!("{}/workspaces/{workspace}", self.base))
@@ -85,20 +89,36 @@ impl AgentClient {
         }
         let status = response.status();
         let failure = match response.json::<AgentError>().await {
-            Ok(e) => CheckoutFailed { message: e.error, log: e.log },
-            Err(_) => CheckoutFailed { message: format!("the workspace agent answered {status}"), log: String::new() },
+            Ok(e) => CheckoutFailed {
+                message: e.error,
+                log: e.log,
+            },
+            Err(_) => CheckoutFailed {
+                message: format!("the workspace agent answered {status}"),
+                log: String::new(),
+            },
         };
         Ok(Err(failure))
     }
 
     /// Hangs up a workspace's shells, keeping its files.
     pub async fn stop(&self, workspace: Uuid) -> anyhow::Result<()> {
-        self.send(self.http.post(format!("{}/workspaces/{workspace}/stop", self.base)), workspace).await
+        self.send(
+            self.http
+                .post(format!("{}/workspaces/{workspace}/stop", self.base)),
+            workspace,
+        )
+        .await
     }
 
     /// Hangs up a workspace's shells and removes its files.
     pub async fn delete(&self, workspace: Uuid) -> anyhow::Result<()> {
-        self.send(self.http.delete(format!("{}/workspaces/{workspace}", self.base)), workspace).await
+        self.send(
+            self.http
+                .delete(format!("{}/workspaces/{workspace}", self.base)),
+            workspace,
+        )
+        .await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, workspace: Uuid) -> anyhow::Result<()> {
@@ -115,7 +135,12 @@ impl AgentClient {
 
     /// Whether the agent answers its health check.
     pub async fn is_healthy(&self) -> bool {
-        let response = self.http.get(format!("{}/healthz", self.base)).timeout(Duration::from_secs(2)).send().await;
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
         response.is_ok_and(|r| r.status().is_success())
     }
 
@@ -126,10 +151,15 @@ impl AgentClient {
         session: &str,
     ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
         let ws_base = self.base.replacen("http", "ws", 1);
-        let url = format!("{ws_base}/workspaces/{workspace}/sessions/{}", urlencoding::encode(session));
+        let url = format!(
+            "{ws_base}/workspaces/{workspace}/sessions/{}",
+            urlencoding::encode(session)
+        );
         let mut request = url.into_client_request().context("terminal URL")?;
         let bearer = format!("Bearer {}", self.token(workspace));
-        request.headers_mut().insert(http::header::AUTHORIZATION, bearer.parse()?);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, bearer.parse()?);
         Ok(request)
     }
 }

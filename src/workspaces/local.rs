@@ -61,7 +61,10 @@ pub fn agent_program() -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("sam-agent was not found beside {}; build it with `cargo build -p sam-agent`", exe.display())
+    bail!(
+        "sam-agent was not found beside {}; build it with `cargo build -p sam-agent`",
+        exe.display()
+    )
 }
 
 async fn spawn(program: &Path, root: &Path) -> anyhow::Result<(Child, AgentClient)> {
@@ -92,10 +95,13 @@ async fn spawn(program: &Path, root: &Path) -> anyhow::Result<(Child, AgentClien
         .context("the workspace agent did not announce its address in time")?
         .context("reading the agent's announcement")?
         .context("the workspace agent exited before listening")?;
-    let announcement: Announcement =
-        serde_json::from_str(&line).with_context(|| format!("unexpected agent announcement {line:?}"))?;
+    let announcement: Announcement = serde_json::from_str(&line)
+        .with_context(|| format!("unexpected agent announcement {line:?}"))?;
     tracing::info!(listen = %announcement.listen, pid = child.id(), "workspace agent started");
-    let client = AgentClient::new(format!("http://{}", announcement.listen), Arc::from(key.as_slice()));
+    let client = AgentClient::new(
+        format!("http://{}", announcement.listen),
+        Arc::from(key.as_slice()),
+    );
     Ok((child, client))
 }
 
@@ -123,7 +129,10 @@ async fn supervise(
                     break;
                 }
                 Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "restarting the workspace agent failed");
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "restarting the workspace agent failed"
+                    );
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }

@@ -67,7 +67,11 @@ pub struct Workspaces {
 impl Workspaces {
     /// The service over a database, GitHub and a provider.
     pub fn new(db: PgPool, github: GitHub, provider: Provider) -> Self {
-        Self { db, github, provider }
+        Self {
+            db,
+            github,
+            provider,
+        }
     }
 
     /// The provider, for the terminal relay.
@@ -76,7 +80,10 @@ impl Workspaces {
     }
 
     /// Finds the live workspace for this repository, branch and person, or records a new one.
-    pub async fn find_or_create(&self, request: &OpenRequest) -> anyhow::Result<(WorkspaceModel, bool)> {
+    pub async fn find_or_create(
+        &self,
+        request: &OpenRequest,
+    ) -> anyhow::Result<(WorkspaceModel, bool)> {
         let new = NewWorkspace {
             installation_id: request.installation_id as i64,
             repo_id: request.repo_id as i64,
@@ -90,22 +97,33 @@ impl Workspaces {
             requester_id: request.requester_id as i64,
             requester_login: &request.requester_login,
         };
-        db::create_or_find(&self.db, &new).await.context("recording the workspace")
+        db::create_or_find(&self.db, &new)
+            .await
+            .context("recording the workspace")
     }
 
     /// Checks the branch out on a host and records the outcome.
     pub async fn provision(&self, workspace: &WorkspaceModel) -> anyhow::Result<Provisioned> {
         db::transition(&self.db, workspace.id, State::Provisioning, None).await?;
-        let token = self.github.installation_token(workspace.installation_id as u64).await?;
+        let token = self
+            .github
+            .installation_token(workspace.installation_id as u64)
+            .await?;
         let agent = self.provider.agent_for(workspace.id).await?;
-        let email = format!("{}+{}@users.noreply.github.com", workspace.requester_id, workspace.requester_login);
+        let email = format!(
+            "{}+{}@users.noreply.github.com",
+            workspace.requester_id, workspace.requester_login
+        );
         let checkout = Checkout {
             clone_url: &workspace.clone_url,
             branch: &workspace.branch,
             commit: &workspace.head_sha,
             fetch_ref: &workspace.fetch_ref,
             git_token: Some(token.expose_secret()),
-            git_user: Some(GitUser { name: &workspace.requester_login, email: &email }),
+            git_user: Some(GitUser {
+                name: &workspace.requester_login,
+                email: &email,
+            }),
         };
         match agent.checkout(workspace.id, &checkout).await? {
             Ok(()) => {
@@ -113,7 +131,8 @@ impl Workspaces {
                 Ok(Provisioned::Ready)
             }
             Err(failed) => {
-                db::transition(&self.db, workspace.id, State::Failed, Some(&failed.message)).await?;
+                db::transition(&self.db, workspace.id, State::Failed, Some(&failed.message))
+                    .await?;
                 Ok(Provisioned::Failed(failed))
             }
         }
@@ -121,7 +140,9 @@ impl Workspaces {
 
     /// Marks a workspace failed for a reason outside the agent (GitHub or the host away).
     pub async fn fail(&self, workspace: Uuid, reason: &str) -> anyhow::Result<()> {
-        db::transition(&self.db, workspace, State::Failed, Some(reason)).await.context("recording the failure")
+        db::transition(&self.db, workspace, State::Failed, Some(reason))
+            .await
+            .context("recording the failure")
     }
 
     /// Reads a workspace.

@@ -68,6 +68,22 @@ impl Browser {
         }
     }
 
+    /// Follows a workspace link and waits until its terminal is connected to the shell.
+    pub async fn open_terminal(&self, link: &str, timeout: Duration) {
+        self.client.goto(link).await.expect("opening the link");
+        self.wait_for_terminal_connected(timeout).await;
+    }
+
+    /// Waits until the page's terminal is connected to the shell.
+    pub async fn wait_for_terminal_connected(&self, timeout: Duration) {
+        self.wait_for_js(
+            "return window.samTerminal && window.samTerminal.state() === 'connected'",
+            timeout,
+            "the terminal to connect",
+        )
+        .await;
+    }
+
     /// Runs `script` in the page until it returns a truthy value, or panics after `timeout`
     /// with `what` and the last value seen.
     pub async fn wait_for_js(&self, script: &str, timeout: Duration, what: &str) -> Value {
@@ -130,6 +146,37 @@ impl Browser {
             .send_keys(text)
             .await
             .expect("typing into the terminal");
+    }
+
+    /// Presses Ctrl and `key` together, as a person would for Ctrl-C.
+    pub async fn press_ctrl(&self, key: char) {
+        self.type_text(&(fantoccini::key::Key::Control + &key.to_string()))
+            .await;
+    }
+
+    /// Pastes `text` into the terminal through xterm's own paste path, as the clipboard
+    /// would.
+    pub async fn paste(&self, text: &str) {
+        self.client
+            .execute(
+                "window.samTerminal.term.paste(arguments[0])",
+                vec![json!(text)],
+            )
+            .await
+            .expect("pasting into the terminal");
+    }
+
+    /// The terminal's size in characters: columns, then rows.
+    pub async fn terminal_size(&self) -> (u64, u64) {
+        let size = self
+            .client
+            .execute(
+                "const t = window.samTerminal.term; return [t.cols, t.rows];",
+                vec![],
+            )
+            .await
+            .expect("reading the terminal's size");
+        (size[0].as_u64().unwrap(), size[1].as_u64().unwrap())
     }
 
     /// Ends the browser session and the driver.

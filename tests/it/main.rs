@@ -4,6 +4,8 @@
 
 mod browser;
 mod main_path;
+mod scene;
 mod server;
 mod standin_selftest;
 mod support;
+mod terminal;

@@ -12,7 +12,7 @@ use url::Url;
 /// What to check out.
 #[derive(Debug, Deserialize)]
 pub struct CheckoutRequest {
-    /// `https://` URL of the repository, without credentials.
+    /// `https://` (or `http://`) URL of the repository, without credentials.
     pub clone_url: String,
     /// The local branch to create.
     pub branch: String,
@@ -178,9 +178,9 @@ mod tests {
     }
 
     #[test]
-    fn clone_url_must_be_https_without_credentials() {
+    fn clone_url_must_be_http_without_credentials() {
         for url in [
-            "http://github.com/o/r.git",
+            "ssh://git@github.com/o/r.git",
             "file:///etc",
             "ext::sh -c touch% /tmp/pwned",
             "-uhttps://github.com/o/r.git",
@@ -191,6 +191,13 @@ mod tests {
             request.clone_url = url.into();
             assert!(request.validate().is_err(), "{url} should be refused");
         }
+    }
+
+    #[test]
+    fn plain_http_is_accepted_for_enterprise_servers() {
+        let mut request = valid();
+        request.clone_url = "http://ghe.internal/o/r.git".into();
+        assert_eq!(request.validate(), Ok(()));
     }
 
     #[test]

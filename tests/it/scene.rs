@@ -1,0 +1,110 @@
+//! A ready workspace behind a running sam: the scene the main path and the terminal tests
+//! start from.
+//!
+//! NOTE: rebuilt from the committed `main_path.rs` after the first version of this file
+//! was overwritten by mistake (see the report of the webhook/command tests); compare it
+//! with the version you wrote.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::server::SamServer;
+use crate::support::db::TestDatabase;
+use crate::support::fixtures;
+use crate::support::git::GitServer;
+use crate::support::github::{Comment, GitHubStandIn, PullRequestSpec};
+
+/// The repository of the `issue_comment/created-on-pull-request` fixture.
+pub const REPO: &str = "chhsia0/knative-route-demo";
+/// The pull request that fixture comments on.
+pub const PULL: u64 = 3;
+/// How long setting the scene (sam starting, the checkout) may take.
+pub const SET_UP: Duration = Duration::from_secs(60);
+
+/// A workspace sam reported ready, and everything behind it; sam is dropped first.
+pub struct ReadyWorkspace {
+    pub sam: SamServer,
+    pub github: GitHubStandIn,
+    pub git: GitServer,
+    pub db: TestDatabase,
+    /// sam's status comment, once it said "ready".
+    pub ready: Comment,
+    /// The link in that comment.
+    pub link: String,
+    /// The commit the branch points at.
+    pub head: String,
+}
+
+/// Pull request #3 with head `branch`, `/sam open` written on it by its author (who has
+/// write access), and sam's answer once the workspace is ready.
+pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
+    let mut git = GitServer::new();
+    git.create_repo(REPO);
+    let head = git.push_branch(REPO, branch, &[("README.md", "checked out by sam\n")]);
+    let github = GitHubStandIn::start().await;
+    git.also_serve(github.url());
+    let installation = github.add_installation("chhsia0");
+    github.add_repo(REPO, installation);
+    github.set_permission(REPO, "chhsia0", "write");
+    github.add_pull_request(
+        REPO,
+        PULL,
+        PullRequestSpec {
+            head_ref: branch.into(),
+            head_sha: head.clone(),
+            author: "chhsia0".into(),
+            ..Default::default()
+        },
+    );
+    let db = TestDatabase::create().await;
+    let sam = SamServer::start(&github, &git, &db).await;
+
+    let comment = github.add_comment(REPO, PULL, "chhsia0", "/sam open");
+    let body = comment_on_pull_request(comment.id, "/sam open");
+    let answer = sam.deliver("issue_comment", "e2e-main-path-1", &body).await;
+    assert_eq!(
+        answer.status(),
+        202,
+        "{}",
+        answer.text().await.unwrap_or_default()
+    );
+
+    github.wait_for_reaction(comment.id, SET_UP).await;
+    let ready = github
+        .wait_for_comment_where(REPO, PULL, SET_UP, |c| {
+            c.via_api && (c.body.contains("/w/") || c.body.contains(":x:"))
+        })
+        .await;
+    assert!(ready.body.contains("/w/"), "{}", ready.body);
+    let link = link_in(&ready.body);
+    ReadyWorkspace {
+        sam,
+        github,
+        git,
+        db,
+        ready,
+        link,
+        head,
+    }
+}
+
+/// The fixture comment on pull request #3, with its body replaced by `body` and its id by
+/// the one the stand-in gave the comment.
+fn comment_on_pull_request(comment_id: u64, body: &str) -> Vec<u8> {
+    let mut payload: Value = serde_json::from_slice(&fixtures::webhook(
+        "issue_comment",
+        "created-on-pull-request",
+    ))
+    .unwrap();
+    payload["comment"]["body"] = Value::String(body.to_owned());
+    payload["comment"]["id"] = Value::from(comment_id);
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// The link in sam's "ready" status comment.
+fn link_in(body: &str) -> String {
+    let start = body.find("](").expect("a Markdown link") + 2;
+    let end = start + body[start..].find(')').unwrap();
+    body[start..end].to_owned()
+}

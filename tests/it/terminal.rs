@@ -1,0 +1,240 @@
+//! The terminal as people use it, in headless Chromium against a running sam and agent:
+//! resizing the window, reloading the tab, pasting a lot, stopping a flood of output, and
+//! a character whose bytes arrive in two writes. Typing a command and reading its output
+//! is the main path's test.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::browser::Browser;
+use crate::scene::{ReadyWorkspace, SET_UP, ready_workspace};
+
+/// How long one command may take to show its output.
+const STEP: Duration = Duration::from_secs(20);
+
+/// How soon the prompt must be back after Ctrl-C stops a flood.
+const PROMPT_BACK: Duration = Duration::from_secs(10);
+
+/// A ready workspace and a browser showing its terminal, connected.
+async fn open_terminal() -> (ReadyWorkspace, Browser) {
+    let workspace = ready_workspace("feature/terminal").await;
+    let browser = Browser::start().await;
+    browser.open_terminal(&workspace.link, SET_UP).await;
+    (workspace, browser)
+}
+
+/// Types `command` and Enter.
+async fn run(browser: &Browser, command: &str) {
+    browser.type_text(&format!("{command}\n")).await;
+}
+
+/// Waits until some line of the terminal reads exactly `line`; returns the whole text.
+async fn wait_for_line(browser: &Browser, line: &str) -> String {
+    browser
+        .wait_for_terminal(STEP, &format!("the line {line:?}"), |text| {
+            count_lines(text, line) > 0
+        })
+        .await
+}
+
+/// How many lines of `text` read exactly `line`, trailing blanks aside.
+fn count_lines(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| l.trim_end() == line).count()
+}
+
+fn last_non_empty_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .map(str::trim_end)
+        .find(|line| !line.is_empty())
+        .unwrap_or_default()
+}
+
+/// The shell's prompt as the terminal shows it, read after a command has finished.
+async fn prompt(browser: &Browser) -> String {
+    run(browser, "echo prompt-follows-$((2+3))").await;
+    let text = browser
+        .wait_for_terminal(STEP, "a prompt after a command", |text| {
+            text.lines()
+                .skip_while(|line| line.trim_end() != "prompt-follows-5")
+                .nth(1)
+                .is_some_and(|line| !line.trim().is_empty())
+        })
+        .await;
+    let line = text
+        .lines()
+        .skip_while(|line| line.trim_end() != "prompt-follows-5")
+        .nth(1)
+        .unwrap();
+    line.trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_follows_the_browser_window_size() {
+    let (_workspace, browser) = open_terminal().await;
+
+    for (width, height) in [(760, 480), (1280, 860)] {
+        let before = browser.terminal_size().await;
+        browser
+            .client
+            .set_window_size(width, height)
+            .await
+            .expect("resizing the window");
+        browser
+            .wait_for_js(
+                &format!(
+                    "const t = window.samTerminal.term; return t.cols !== {} || t.rows !== {};",
+                    before.0, before.1
+                ),
+                STEP,
+                &format!("the terminal to fit a {width}x{height} window"),
+            )
+            .await;
+        let (cols, rows) = browser.terminal_size().await;
+
+        run(&browser, r#"echo "size: $(stty size)""#).await;
+        wait_for_line(&browser, &format!("size: {rows} {cols}")).await;
+    }
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_the_tab_resumes_the_same_shell_with_its_history() {
+    let (_workspace, browser) = open_terminal().await;
+    let mark = format!("mark-{}", uuid::Uuid::new_v4().simple());
+    let session = browser
+        .client
+        .execute("return window.samTerminal.session", vec![])
+        .await
+        .unwrap();
+
+    run(
+        &browser,
+        r#"export MARK=MARKVALUE; echo "before-$MARK"; echo "pid-$$""#
+            .replace("MARKVALUE", &mark)
+            .as_str(),
+    )
+    .await;
+    let before = format!("before-{mark}");
+    let text = browser
+        .wait_for_terminal(STEP, "the mark and the shell's pid", |text| {
+            count_lines(text, &before) == 1 && text.lines().any(is_pid_line)
+        })
+        .await;
+    let pid = text.lines().find(|line| is_pid_line(line)).unwrap().trim_end()["pid-".len()..]
+        .to_owned();
+
+    browser.client.refresh().await.expect("reloading the tab");
+    browser.wait_for_terminal_connected(STEP).await;
+    let resumed = browser
+        .client
+        .execute("return window.samTerminal.session", vec![])
+        .await
+        .unwrap();
+    assert_eq!(resumed, session, "the reloaded tab asked for another session");
+
+    run(&browser, r#"echo "after-$MARK-pid-$$""#).await;
+    let text = wait_for_line(&browser, &format!("after-{mark}-pid-{pid}")).await;
+    assert_eq!(
+        count_lines(&text, &before),
+        1,
+        "the earlier output is on screen exactly once:\n{text}"
+    );
+    assert_eq!(
+        count_lines(&text, &format!("pid-{pid}")),
+        1,
+        "the earlier output is on screen exactly once:\n{text}"
+    );
+    browser.close().await;
+}
+
+fn is_pid_line(line: &str) -> bool {
+    line.trim_end()
+        .strip_prefix("pid-")
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pasting_three_thousand_lines_delivers_every_line_intact() {
+    let (_workspace, browser) = open_terminal().await;
+    let pasted: String = (1..=3000)
+        .map(|n| format!("{n:04} the quick brown fox jumps over the lazy dog\n"))
+        .collect();
+    let expected = hex::encode(Sha256::digest(pasted.as_bytes()));
+
+    // `cat` takes the paste once the shell has run the line: readline is done with the
+    // terminal (bracketed paste off) by the time the echo's output shows.
+    run(&browser, "echo reading-$((1+1)); cat > pasted.txt").await;
+    wait_for_line(&browser, "reading-2").await;
+    browser.paste(&pasted).await;
+    browser.press_ctrl('d').await;
+
+    run(
+        &browser,
+        r#"echo "lines: $(wc -l < pasted.txt)"; echo "sha256: $(sha256sum < pasted.txt)""#,
+    )
+    .await;
+    let text = browser
+        .wait_for_terminal(STEP, "the pasted file's line count and hash", |text| {
+            text.lines().any(|line| line.starts_with("sha256: "))
+        })
+        .await;
+    assert_eq!(count_lines(&text, "lines: 3000"), 1, "{text}");
+    assert_eq!(
+        count_lines(&text, &format!("sha256: {expected}  -")),
+        1,
+        "{text}"
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_flood_of_output_and_the_prompt_comes_back() {
+    let (_workspace, browser) = open_terminal().await;
+    let prompt = prompt(&browser).await;
+    let start = browser
+        .client
+        .execute("return window.samTerminal.offset()", vec![])
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+
+    run(&browser, "yes").await;
+    // Well past the agent's high-water mark, so flow control has paused the flood.
+    let flooded = start + 1024 * 1024;
+    browser
+        .wait_for_js(
+            &format!("return window.samTerminal.offset() > {flooded}"),
+            STEP,
+            "a megabyte of output from yes",
+        )
+        .await;
+    browser.press_ctrl('c').await;
+    let pressed = Instant::now();
+    browser
+        .wait_for_terminal(PROMPT_BACK, "the prompt after Ctrl-C", |text| {
+            last_non_empty_line(text) == prompt
+        })
+        .await;
+    eprintln!("the prompt came back {:?} after Ctrl-C", pressed.elapsed());
+
+    run(&browser, "echo done-$((6*7))").await;
+    wait_for_line(&browser, "done-42").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_character_split_across_two_writes_shows_whole() {
+    let (_workspace, browser) = open_terminal().await;
+
+    run(
+        &browser,
+        r"printf 'euro:\xe2\x82'; sleep 0.2; printf '\xac:end\n'",
+    )
+    .await;
+    let text = wait_for_line(&browser, "euro:€:end").await;
+    assert!(!text.contains('\u{fffd}'), "a replacement character:\n{text}");
+    browser.close().await;
+}
