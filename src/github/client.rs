@@ -23,7 +23,9 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct GitHub {
     app: Octocrab,
-    installations: Arc<Mutex<HashMap<u64, Octocrab>>>,
+    /// Shared, not cloned: cloning an `Octocrab` copies its token cache, and the copy's
+    /// tokens never reach the others, so each caller would mint a token of its own.
+    installations: Arc<Mutex<HashMap<u64, Arc<Octocrab>>>>,
 }
 
 impl GitHub {
@@ -65,7 +67,7 @@ impl GitHub {
     }
 
     /// A client acting as one installation, sharing its token cache with every caller.
-    pub fn installation(&self, id: u64) -> anyhow::Result<Octocrab> {
+    pub fn installation(&self, id: u64) -> anyhow::Result<Arc<Octocrab>> {
         let mut installations = self
             .installations
             .lock()
@@ -73,10 +75,11 @@ impl GitHub {
         if let Some(crab) = installations.get(&id) {
             return Ok(crab.clone());
         }
-        let crab = self
-            .app
-            .installation(InstallationId(id))
-            .context("installation client")?;
+        let crab = Arc::new(
+            self.app
+                .installation(InstallationId(id))
+                .context("installation client")?,
+        );
         installations.insert(id, crab.clone());
         Ok(crab)
     }
@@ -152,7 +155,7 @@ impl PullRequest {
 
 /// REST operations on one repository, as an installation.
 pub struct RepoClient {
-    crab: Octocrab,
+    crab: Arc<Octocrab>,
     path: String,
 }
 

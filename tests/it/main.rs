@@ -3,9 +3,13 @@
 //! GitHub stand-in.
 
 mod browser;
+mod commands;
+mod links;
 mod main_path;
 mod scene;
 mod server;
+mod stage;
 mod standin_selftest;
 mod support;
 mod terminal;
+mod webhooks;

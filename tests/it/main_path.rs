@@ -20,7 +20,10 @@ async fn sam_open_on_a_pull_request_gives_a_shell_on_its_branch() {
         ready.body
     );
     let link = &workspace.link;
-    assert!(link.starts_with(&format!("{}/w/", workspace.sam.url)), "{link}");
+    assert!(
+        link.starts_with(&format!("{}/w/", workspace.sam.url)),
+        "{link}"
+    );
 
     let browser = Browser::start().await;
     browser.open_terminal(link, WAIT).await;

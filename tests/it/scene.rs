@@ -1,9 +1,5 @@
 //! A ready workspace behind a running sam: the scene the main path and the terminal tests
 //! start from.
-//!
-//! NOTE: rebuilt from the committed `main_path.rs` after the first version of this file
-//! was overwritten by mistake (see the report of the webhook/command tests); compare it
-//! with the version you wrote.
 
 use std::time::Duration;
 
@@ -19,6 +15,9 @@ use crate::support::github::{Comment, GitHubStandIn, PullRequestSpec};
 pub const REPO: &str = "chhsia0/knative-route-demo";
 /// The pull request that fixture comments on.
 pub const PULL: u64 = 3;
+/// Who writes `/sam open` (the pull request's author, with write access), and so whom the
+/// link is made for.
+pub const REQUESTER: &str = "chhsia0";
 /// How long setting the scene (sam starting, the checkout) may take.
 pub const SET_UP: Duration = Duration::from_secs(60);
 
@@ -26,8 +25,10 @@ pub const SET_UP: Duration = Duration::from_secs(60);
 pub struct ReadyWorkspace {
     pub sam: SamServer,
     pub github: GitHubStandIn,
-    pub git: GitServer,
-    pub db: TestDatabase,
+    /// Kept for as long as the workspace is used: the repositories sam clones from.
+    _git: GitServer,
+    /// Kept for as long as the workspace is used: sam's database.
+    _db: TestDatabase,
     /// sam's status comment, once it said "ready".
     pub ready: Comment,
     /// The link in that comment.
@@ -37,32 +38,34 @@ pub struct ReadyWorkspace {
 }
 
 /// Pull request #3 with head `branch`, `/sam open` written on it by its author (who has
-/// write access), and sam's answer once the workspace is ready.
+/// write access), and sam's answer once the workspace is ready. The requester is signed in
+/// to the GitHub stand-in, so following the link passes sign-in without a login form.
 pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
     let mut git = GitServer::new();
     git.create_repo(REPO);
     let head = git.push_branch(REPO, branch, &[("README.md", "checked out by sam\n")]);
     let github = GitHubStandIn::start().await;
     git.also_serve(github.url());
-    let installation = github.add_installation("chhsia0");
+    let installation = github.add_installation(REQUESTER);
     github.add_repo(REPO, installation);
-    github.set_permission(REPO, "chhsia0", "write");
+    github.set_permission(REPO, REQUESTER, "write");
     github.add_pull_request(
         REPO,
         PULL,
         PullRequestSpec {
             head_ref: branch.into(),
             head_sha: head.clone(),
-            author: "chhsia0".into(),
+            author: REQUESTER.into(),
             ..Default::default()
         },
     );
+    github.sign_in_as(REQUESTER);
     let db = TestDatabase::create().await;
     let sam = SamServer::start(&github, &git, &db).await;
 
-    let comment = github.add_comment(REPO, PULL, "chhsia0", "/sam open");
+    let comment = github.add_comment(REPO, PULL, REQUESTER, "/sam open");
     let body = comment_on_pull_request(comment.id, "/sam open");
-    let answer = sam.deliver("issue_comment", "e2e-main-path-1", &body).await;
+    let answer = sam.deliver("issue_comment", "scene-open-1", &body).await;
     assert_eq!(
         answer.status(),
         202,
@@ -81,8 +84,8 @@ pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
     ReadyWorkspace {
         sam,
         github,
-        git,
-        db,
+        _git: git,
+        _db: db,
         ready,
         link,
         head,
@@ -104,7 +107,10 @@ fn comment_on_pull_request(comment_id: u64, body: &str) -> Vec<u8> {
 
 /// The link in sam's "ready" status comment.
 fn link_in(body: &str) -> String {
-    let start = body.find("](").expect("a Markdown link") + 2;
+    let start = body
+        .find("](")
+        .unwrap_or_else(|| panic!("no link in sam's answer: {body}"))
+        + 2;
     let end = start + body[start..].find(')').unwrap();
     body[start..end].to_owned()
 }

@@ -122,7 +122,11 @@ async fn reloading_the_tab_resumes_the_same_shell_with_its_history() {
             count_lines(text, &before) == 1 && text.lines().any(is_pid_line)
         })
         .await;
-    let pid = text.lines().find(|line| is_pid_line(line)).unwrap().trim_end()["pid-".len()..]
+    let pid = text
+        .lines()
+        .find(|line| is_pid_line(line))
+        .unwrap()
+        .trim_end()["pid-".len()..]
         .to_owned();
 
     browser.client.refresh().await.expect("reloading the tab");
@@ -132,7 +136,10 @@ async fn reloading_the_tab_resumes_the_same_shell_with_its_history() {
         .execute("return window.samTerminal.session", vec![])
         .await
         .unwrap();
-    assert_eq!(resumed, session, "the reloaded tab asked for another session");
+    assert_eq!(
+        resumed, session,
+        "the reloaded tab asked for another session"
+    );
 
     run(&browser, r#"echo "after-$MARK-pid-$$""#).await;
     let text = wait_for_line(&browser, &format!("after-{mark}-pid-{pid}")).await;
@@ -235,6 +242,9 @@ async fn a_character_split_across_two_writes_shows_whole() {
     )
     .await;
     let text = wait_for_line(&browser, "euro:€:end").await;
-    assert!(!text.contains('\u{fffd}'), "a replacement character:\n{text}");
+    assert!(
+        !text.contains('\u{fffd}'),
+        "a replacement character:\n{text}"
+    );
     browser.close().await;
 }

@@ -168,10 +168,12 @@ impl GitHubStandIn {
 
     // --- the App --------------------------------------------------------------------------
 
+    /// The App's id, for `GITHUB_APP_ID`; a new one after the manifest flow.
     pub fn app_id(&self) -> u64 {
         self.shared.read(|m| m.app.id)
     }
 
+    /// The App's slug (`sam-test`); its bot comments as `<slug>[bot]`.
     pub fn app_slug(&self) -> String {
         self.shared.read(|m| m.app.slug.clone())
     }
@@ -181,10 +183,12 @@ impl GitHubStandIn {
         self.shared.read(|m| m.app.key.private_pem.clone())
     }
 
+    /// The App's OAuth client id, for `GITHUB_CLIENT_ID`.
     pub fn client_id(&self) -> String {
         self.shared.read(|m| m.app.client_id.clone())
     }
 
+    /// The App's OAuth client secret, for `GITHUB_CLIENT_SECRET`.
     pub fn client_secret(&self) -> String {
         self.shared.read(|m| m.app.client_secret.clone())
     }
@@ -281,6 +285,8 @@ impl GitHubStandIn {
         })
     }
 
+    /// Makes a repository private (or public again): it changes what people without a
+    /// role may do.
     pub fn set_repo_private(&self, full_name: &str, private: bool) {
         self.shared.update(|m| {
             m.repos
@@ -389,6 +395,7 @@ impl GitHubStandIn {
         });
     }
 
+    /// Leaves no one signed in: the OAuth authorize page then refuses.
     pub fn sign_out(&self) {
         self.shared.update(|m| m.signed_in = None);
     }
@@ -434,10 +441,12 @@ impl GitHubStandIn {
         })
     }
 
+    /// The comment with this id, as last edited.
     pub fn comment(&self, id: u64) -> Option<Comment> {
         self.shared.read(|m| m.comment(id).cloned())
     }
 
+    /// The reactions on a comment, oldest first.
     pub fn reactions(&self, comment_id: u64) -> Vec<Reaction> {
         self.shared.read(|m| {
             m.reactions
@@ -448,6 +457,7 @@ impl GitHubStandIn {
         })
     }
 
+    /// The check runs created on `repo`, oldest first.
     pub fn check_runs(&self, repo: &str) -> Vec<CheckRun> {
         self.shared.read(|m| {
             m.check_runs
