@@ -133,7 +133,11 @@ impl Signer {
     /// The cookie value of a person signed in as `login`.
     pub fn signed_in(&self, login: &str) -> String {
         let exp = now() + SIGN_IN_TTL.as_secs();
-        self.encode(&SignedIn { login: login.to_owned(), aud: SIGN_IN_AUDIENCE.to_owned(), exp })
+        self.encode(&SignedIn {
+            login: login.to_owned(),
+            aud: SIGN_IN_AUDIENCE.to_owned(),
+            exp,
+        })
     }
 
     /// Checks a signed-in cookie.
@@ -182,7 +186,11 @@ impl Signer {
             .expect("HS256 signing cannot fail")
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&self, token: &str, audience: &str) -> Result<T, LinkError> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, LinkError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "aud"]);

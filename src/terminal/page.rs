@@ -99,18 +99,37 @@ pub async fn open(
 
 /// The person the link was made for may use it, and so may anyone with write access to the
 /// repository; nobody else, whoever passed the link on.
-async fn may_use(state: &AppState, id: Uuid, grant: &Grant, viewer: &str) -> Result<(), Box<Response>> {
+async fn may_use(
+    state: &AppState,
+    id: Uuid,
+    grant: &Grant,
+    viewer: &str,
+) -> Result<(), Box<Response>> {
     if viewer.eq_ignore_ascii_case(&grant.login) {
         return Ok(());
     }
-    let unavailable = || Box::new(refused(StatusCode::SERVICE_UNAVAILABLE, "sam cannot check your access right now; try again shortly"));
+    let unavailable = || {
+        Box::new(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sam cannot check your access right now; try again shortly",
+        ))
+    };
     let workspace = match state.workspaces.get(id).await {
         Ok(Some(workspace)) => workspace,
-        Ok(None) => return Err(Box::new(refused(StatusCode::NOT_FOUND, "this workspace does not exist"))),
+        Ok(None) => {
+            return Err(Box::new(refused(
+                StatusCode::NOT_FOUND,
+                "this workspace does not exist",
+            )));
+        }
         Err(_) => return Err(unavailable()),
     };
     let permission = async {
-        state.github.repo(workspace.installation_id as u64, &workspace.repo_full_name)?.permission(viewer).await
+        state
+            .github
+            .repo(workspace.installation_id as u64, &workspace.repo_full_name)?
+            .permission(viewer)
+            .await
     };
     match permission.await {
         Ok(permission) if permission.may_open_workspaces() => Ok(()),
@@ -122,7 +141,10 @@ async fn may_use(state: &AppState, id: Uuid, grant: &Grant, viewer: &str) -> Res
             )))
         }
         Err(error) => {
-            tracing::warn!(error = format!("{error:#}"), "checking a viewer's permission");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "checking a viewer's permission"
+            );
             Err(unavailable())
         }
     }

@@ -26,17 +26,31 @@ const CALLBACK_PATH: &str = "auth/github/callback";
 /// The person a browser is signed in as, if any.
 pub fn signed_in_login(state: &App, jar: &CookieJar) -> Option<String> {
     let cookie = jar.get(SIGNED_IN_COOKIE)?;
-    state.signer.verify_signed_in(cookie.value()).ok().map(|s| s.login)
+    state
+        .signer
+        .verify_signed_in(cookie.value())
+        .ok()
+        .map(|s| s.login)
 }
 
 /// Sends the browser to GitHub to sign in, remembering (in a signed cookie bound to the
 /// `state` nonce) where to come back to.
 pub fn start(state: &App, jar: CookieJar, return_to: &str) -> Response {
     let nonce = hex::encode(rand::rng().random::<[u8; 16]>());
-    let cookie = cookie(state, OAUTH_COOKIE, state.signer.oauth_state(&nonce, return_to), OAUTH_STATE_TTL);
+    let cookie = cookie(
+        state,
+        OAUTH_COOKIE,
+        state.signer.oauth_state(&nonce, return_to),
+        OAUTH_STATE_TTL,
+    );
     let mut authorize = match state.config.github_url.join("login/oauth/authorize") {
         Ok(url) => url,
-        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "GITHUB_URL cannot be joined"),
+        Err(_) => {
+            return refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "GITHUB_URL cannot be joined",
+            );
+        }
     };
     authorize
         .query_pairs_mut()
@@ -56,32 +70,64 @@ pub struct Callback {
 }
 
 /// `GET /auth/github/callback`: checks the state, learns who signed in, and returns to the link.
-pub async fn callback(State(state): State<AppState>, Query(query): Query<Callback>, jar: CookieJar) -> Response {
-    let pending = jar.get(OAUTH_COOKIE).and_then(|c| state.signer.verify_oauth_state(c.value()).ok());
+pub async fn callback(
+    State(state): State<AppState>,
+    Query(query): Query<Callback>,
+    jar: CookieJar,
+) -> Response {
+    let pending = jar
+        .get(OAUTH_COOKIE)
+        .and_then(|c| state.signer.verify_oauth_state(c.value()).ok());
     let Some(pending) = pending else {
-        return refused(StatusCode::BAD_REQUEST, "this sign-in took too long or did not start here; open the link again");
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "this sign-in took too long or did not start here; open the link again",
+        );
     };
     if query.state.as_deref() != Some(pending.nonce.as_str()) {
-        return refused(StatusCode::BAD_REQUEST, "this sign-in did not start here; open the link again");
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "this sign-in did not start here; open the link again",
+        );
     }
     if query.error.is_some() {
-        return refused(StatusCode::FORBIDDEN, "signing in with GitHub was cancelled, so the terminal stays closed");
+        return refused(
+            StatusCode::FORBIDDEN,
+            "signing in with GitHub was cancelled, so the terminal stays closed",
+        );
     }
     let Some(code) = query.code else {
-        return refused(StatusCode::BAD_REQUEST, "GitHub sent no sign-in code; open the link again");
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "GitHub sent no sign-in code; open the link again",
+        );
     };
     let login = match who_signed_in(&state, &code).await {
         Ok(login) => login,
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), "sign-in with GitHub failed");
-            return refused(StatusCode::BAD_GATEWAY, "sam could not confirm your sign-in with GitHub; try again");
+            return refused(
+                StatusCode::BAD_GATEWAY,
+                "sam could not confirm your sign-in with GitHub; try again",
+            );
         }
     };
     tracing::info!(%login, "signed in with GitHub");
     // Only sam's own terminal paths are valid destinations: no open redirect.
-    let return_to = if pending.return_to.starts_with("/w/") { pending.return_to } else { "/".to_owned() };
-    let signed_in = cookie(&state, SIGNED_IN_COOKIE, state.signer.signed_in(&login), SIGN_IN_TTL);
-    let jar = jar.remove(Cookie::build(OAUTH_COOKIE).path("/")).add(signed_in);
+    let return_to = if pending.return_to.starts_with("/w/") {
+        pending.return_to
+    } else {
+        "/".to_owned()
+    };
+    let signed_in = cookie(
+        &state,
+        SIGNED_IN_COOKIE,
+        state.signer.signed_in(&login),
+        SIGN_IN_TTL,
+    );
+    let jar = jar
+        .remove(Cookie::build(OAUTH_COOKIE).path("/"))
+        .add(signed_in);
     (jar, Redirect::to(&return_to)).into_response()
 }
 
@@ -95,13 +141,18 @@ async fn who_signed_in(state: &App, code: &str) -> anyhow::Result<String> {
     struct User {
         login: String,
     }
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
     let token: Token = http
         .post(state.config.github_url.join("login/oauth/access_token")?)
         .header("accept", "application/json")
         .form(&[
             ("client_id", state.config.oauth.client_id.as_str()),
-            ("client_secret", state.config.oauth.client_secret.expose_secret()),
+            (
+                "client_secret",
+                state.config.oauth.client_secret.expose_secret(),
+            ),
             ("code", code),
             ("redirect_uri", &callback_url(state)),
         ])
@@ -112,7 +163,10 @@ async fn who_signed_in(state: &App, code: &str) -> anyhow::Result<String> {
         .await
         .context("reading GitHub's token answer")?;
     let Some(access_token) = token.access_token else {
-        bail!("GitHub refused the sign-in code: {}", token.error.unwrap_or_default());
+        bail!(
+            "GitHub refused the sign-in code: {}",
+            token.error.unwrap_or_default()
+        );
     };
     let user: User = http
         .get(state.config.github_api_url.join("user")?)
@@ -131,7 +185,12 @@ async fn who_signed_in(state: &App, code: &str) -> anyhow::Result<String> {
 }
 
 fn callback_url(state: &App) -> String {
-    state.config.public_url.join(CALLBACK_PATH).map(String::from).unwrap_or_default()
+    state
+        .config
+        .public_url
+        .join(CALLBACK_PATH)
+        .map(String::from)
+        .unwrap_or_default()
 }
 
 fn cookie(state: &App, name: &'static str, value: String, ttl: Duration) -> Cookie<'static> {

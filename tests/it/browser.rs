@@ -1,6 +1,7 @@
 //! Headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,9 @@ impl Browser {
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()),
         )
         .arg(format!("--port={port}"))
+        // A group of its own, which Chromium joins, so that a failed test (which cannot
+        // end the session politely) still leaves no browser behind.
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -166,29 +170,36 @@ impl Browser {
             .expect("pasting into the terminal");
     }
 
+    /// Runs `script` in the page once and returns what it returns.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|error| panic!("running {script:?} in the page: {error}"))
+    }
+
     /// The terminal's size in characters: columns, then rows.
     pub async fn terminal_size(&self) -> (u64, u64) {
         let size = self
-            .client
-            .execute(
-                "const t = window.samTerminal.term; return [t.cols, t.rows];",
-                vec![],
-            )
-            .await
-            .expect("reading the terminal's size");
+            .eval("const t = window.samTerminal.term; return [t.cols, t.rows];")
+            .await;
         (size[0].as_u64().unwrap(), size[1].as_u64().unwrap())
     }
 
-    /// Ends the browser session and the driver.
-    pub async fn close(mut self) {
+    /// Ends the browser session politely; dropping `self` then ends the driver.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
+    /// Ends Chromium (SIGTERM to the driver's process group: killing the driver alone
+    /// would orphan the browser), then the driver.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", "--", &format!("-{}", self.driver.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -16,66 +16,12 @@ const STEP: Duration = Duration::from_secs(20);
 /// How soon the prompt must be back after Ctrl-C stops a flood.
 const PROMPT_BACK: Duration = Duration::from_secs(10);
 
-/// A ready workspace and a browser showing its terminal, connected.
-async fn open_terminal() -> (ReadyWorkspace, Browser) {
-    let workspace = ready_workspace("feature/terminal").await;
-    let browser = Browser::start().await;
-    browser.open_terminal(&workspace.link, SET_UP).await;
-    (workspace, browser)
-}
-
-/// Types `command` and Enter.
-async fn run(browser: &Browser, command: &str) {
-    browser.type_text(&format!("{command}\n")).await;
-}
-
-/// Waits until some line of the terminal reads exactly `line`; returns the whole text.
-async fn wait_for_line(browser: &Browser, line: &str) -> String {
-    browser
-        .wait_for_terminal(STEP, &format!("the line {line:?}"), |text| {
-            count_lines(text, line) > 0
-        })
-        .await
-}
-
-/// How many lines of `text` read exactly `line`, trailing blanks aside.
-fn count_lines(text: &str, line: &str) -> usize {
-    text.lines().filter(|l| l.trim_end() == line).count()
-}
-
-fn last_non_empty_line(text: &str) -> &str {
-    text.lines()
-        .rev()
-        .map(str::trim_end)
-        .find(|line| !line.is_empty())
-        .unwrap_or_default()
-}
-
-/// The shell's prompt as the terminal shows it, read after a command has finished.
-async fn prompt(browser: &Browser) -> String {
-    run(browser, "echo prompt-follows-$((2+3))").await;
-    let text = browser
-        .wait_for_terminal(STEP, "a prompt after a command", |text| {
-            text.lines()
-                .skip_while(|line| line.trim_end() != "prompt-follows-5")
-                .nth(1)
-                .is_some_and(|line| !line.trim().is_empty())
-        })
-        .await;
-    let line = text
-        .lines()
-        .skip_while(|line| line.trim_end() != "prompt-follows-5")
-        .nth(1)
-        .unwrap();
-    line.trim_end().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shell_follows_the_browser_window_size() {
     let (_workspace, browser) = open_terminal().await;
 
     for (width, height) in [(760, 480), (1280, 860)] {
-        let before = browser.terminal_size().await;
+        let (cols, rows) = browser.terminal_size().await;
         browser
             .client
             .set_window_size(width, height)
@@ -84,8 +30,7 @@ async fn the_shell_follows_the_browser_window_size() {
         browser
             .wait_for_js(
                 &format!(
-                    "const t = window.samTerminal.term; return t.cols !== {} || t.rows !== {};",
-                    before.0, before.1
+                    "const t = window.samTerminal.term; return t.cols !== {cols} || t.rows !== {rows};"
                 ),
                 STEP,
                 &format!("the terminal to fit a {width}x{height} window"),
@@ -102,64 +47,40 @@ async fn the_shell_follows_the_browser_window_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloading_the_tab_resumes_the_same_shell_with_its_history() {
     let (_workspace, browser) = open_terminal().await;
+    let session = browser.eval("return window.samTerminal.session").await;
     let mark = format!("mark-{}", uuid::Uuid::new_v4().simple());
-    let session = browser
-        .client
-        .execute("return window.samTerminal.session", vec![])
-        .await
-        .unwrap();
+    let before = format!("before-{mark}");
 
     run(
         &browser,
-        r#"export MARK=MARKVALUE; echo "before-$MARK"; echo "pid-$$""#
-            .replace("MARKVALUE", &mark)
-            .as_str(),
+        &format!(r#"export MARK={mark}; echo "before-$MARK"; echo "pid-$$""#),
     )
     .await;
-    let before = format!("before-{mark}");
     let text = browser
         .wait_for_terminal(STEP, "the mark and the shell's pid", |text| {
-            count_lines(text, &before) == 1 && text.lines().any(is_pid_line)
+            count_lines(text, &before) == 1 && text.lines().any(|line| pid_in(line).is_some())
         })
         .await;
-    let pid = text
-        .lines()
-        .find(|line| is_pid_line(line))
-        .unwrap()
-        .trim_end()["pid-".len()..]
-        .to_owned();
+    let pid = text.lines().find_map(pid_in).unwrap().to_owned();
 
     browser.client.refresh().await.expect("reloading the tab");
     browser.wait_for_terminal_connected(STEP).await;
-    let resumed = browser
-        .client
-        .execute("return window.samTerminal.session", vec![])
-        .await
-        .unwrap();
     assert_eq!(
-        resumed, session,
-        "the reloaded tab asked for another session"
+        browser.eval("return window.samTerminal.session").await,
+        session,
+        "the reloaded tab asked for another shell"
     );
 
     run(&browser, r#"echo "after-$MARK-pid-$$""#).await;
     let text = wait_for_line(&browser, &format!("after-{mark}-pid-{pid}")).await;
-    assert_eq!(
-        count_lines(&text, &before),
-        1,
-        "the earlier output is on screen exactly once:\n{text}"
-    );
-    assert_eq!(
-        count_lines(&text, &format!("pid-{pid}")),
-        1,
-        "the earlier output is on screen exactly once:\n{text}"
-    );
+    for earlier in [before, format!("pid-{pid}")] {
+        assert_eq!(
+            count_lines(&text, &earlier),
+            1,
+            "{earlier:?} should be on screen exactly once:\n{text}"
+        );
+    }
     browser.close().await;
-}
-
-fn is_pid_line(line: &str) -> bool {
-    line.trim_end()
-        .strip_prefix("pid-")
-        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,8 +91,8 @@ async fn pasting_three_thousand_lines_delivers_every_line_intact() {
         .collect();
     let expected = hex::encode(Sha256::digest(pasted.as_bytes()));
 
-    // `cat` takes the paste once the shell has run the line: readline is done with the
-    // terminal (bracketed paste off) by the time the echo's output shows.
+    // By the time the echo's output shows, readline has handed the terminal back (bracketed
+    // paste off), so the paste reaches `cat` as plain lines.
     run(&browser, "echo reading-$((1+1)); cat > pasted.txt").await;
     wait_for_line(&browser, "reading-2").await;
     browser.paste(&pasted).await;
@@ -200,16 +121,12 @@ async fn pasting_three_thousand_lines_delivers_every_line_intact() {
 async fn ctrl_c_stops_a_flood_of_output_and_the_prompt_comes_back() {
     let (_workspace, browser) = open_terminal().await;
     let prompt = prompt(&browser).await;
-    let start = browser
-        .client
-        .execute("return window.samTerminal.offset()", vec![])
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap();
+    let start = browser.eval("return window.samTerminal.offset()").await;
+    let start = start.as_u64().expect("an offset");
 
     run(&browser, "yes").await;
-    // Well past the agent's high-water mark, so flow control has paused the flood.
+    // Four times the agent's high-water mark: flow control has paused and resumed the
+    // flood many times over.
     let flooded = start + 1024 * 1024;
     browser
         .wait_for_js(
@@ -236,6 +153,8 @@ async fn ctrl_c_stops_a_flood_of_output_and_the_prompt_comes_back() {
 async fn a_character_split_across_two_writes_shows_whole() {
     let (_workspace, browser) = open_terminal().await;
 
+    // The PTY is read between the two printfs, so the bytes of € reach the page in two
+    // output frames.
     run(
         &browser,
         r"printf 'euro:\xe2\x82'; sleep 0.2; printf '\xac:end\n'",
@@ -247,4 +166,65 @@ async fn a_character_split_across_two_writes_shows_whole() {
         "a replacement character:\n{text}"
     );
     browser.close().await;
+}
+
+/// A ready workspace and a browser showing its terminal, connected. The browser starts
+/// while sam checks the workspace out.
+async fn open_terminal() -> (ReadyWorkspace, Browser) {
+    let (workspace, browser) = tokio::join!(ready_workspace("feature/terminal"), Browser::start());
+    browser.open_terminal(&workspace.link, SET_UP).await;
+    (workspace, browser)
+}
+
+/// Types `command` and Enter.
+async fn run(browser: &Browser, command: &str) {
+    browser.type_text(&format!("{command}\n")).await;
+}
+
+/// Waits until some line of the terminal reads exactly `line`; returns the whole text.
+async fn wait_for_line(browser: &Browser, line: &str) -> String {
+    browser
+        .wait_for_terminal(STEP, &format!("the line {line:?}"), |text| {
+            count_lines(text, line) > 0
+        })
+        .await
+}
+
+/// The shell's prompt as the terminal shows it: the line after a command's output.
+async fn prompt(browser: &Browser) -> String {
+    const MARKER: &str = "prompt-follows-5";
+    run(browser, "echo prompt-follows-$((2+3))").await;
+    let text = browser
+        .wait_for_terminal(STEP, "a prompt after a command", |text| {
+            line_after(text, MARKER).is_some()
+        })
+        .await;
+    line_after(&text, MARKER).unwrap().to_owned()
+}
+
+/// How many lines of `text` read exactly `line`, trailing blanks aside.
+fn count_lines(text: &str, line: &str) -> usize {
+    text.lines().filter(|l| l.trim_end() == line).count()
+}
+
+/// The non-empty line right after the first line reading `marker`.
+fn line_after<'t>(text: &'t str, marker: &str) -> Option<&'t str> {
+    let mut lines = text.lines().map(str::trim_end);
+    lines.find(|line| *line == marker)?;
+    lines.next().filter(|line| !line.is_empty())
+}
+
+fn last_non_empty_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .map(str::trim_end)
+        .find(|line| !line.is_empty())
+        .unwrap_or_default()
+}
+
+/// The pid in a line reading `pid-<digits>`.
+fn pid_in(line: &str) -> Option<&str> {
+    line.trim_end()
+        .strip_prefix("pid-")
+        .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
