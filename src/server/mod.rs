@@ -29,8 +29,14 @@ pub fn router(state: AppState) -> Router {
         .route("/w/{id}/ws", get(page::socket))
         .route("/auth/github/callback", get(signin::callback))
         .nest("/assets", assets::router())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// A span per request naming the method and path only: link tokens and OAuth codes travel
+/// in query strings, and must never reach a log line.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// Serves until the process is asked to stop.
