@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::github::GitHub;
 use crate::terminal::link::Signer;
 use crate::workspaces::local::{self, LocalAgent};
-use crate::workspaces::{Provider, Workspaces};
-use crate::{database, events};
+use crate::workspaces::{Provider, State, Workspaces};
+use crate::{database, events, replies};
 
 /// How many deliveries one sam process works on at once.
 const WORKERS: usize = 4;
@@ -48,6 +48,7 @@ impl App {
             signer,
             deliveries_waiting: Arc::new(Notify::new()),
         });
+        app.reconcile().await;
         for _ in 0..WORKERS {
             tokio::spawn(events::worker::run(
                 app.clone(),
@@ -55,6 +56,60 @@ impl App {
             ));
         }
         Ok(app)
+    }
+
+    /// Fails the workspaces a previous run left half-prepared, and says so on GitHub, so that
+    /// nobody waits on a status comment that will never move.
+    ///
+    /// This assumes one sam process per database: a second process starting up would fail
+    /// the first one's workspaces in the middle of their checkout.
+    async fn reconcile(&self) {
+        let stranded = match database::workspaces::in_transition(&self.db).await {
+            Ok(stranded) => stranded,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look for workspaces left in transition");
+                return;
+            }
+        };
+        let preparing = stranded
+            .into_iter()
+            .filter(|w| matches!(w.state, State::Requested | State::Provisioning));
+        for workspace in preparing {
+            let reason = "sam restarted while preparing this workspace; write `/sam open` again";
+            tracing::warn!(workspace = %workspace.id, state = %workspace.state, "failing a workspace left in transition");
+            if let Err(error) = self.workspaces.fail(workspace.id, reason).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot fail a stranded workspace"
+                );
+                continue;
+            }
+            let Some(comment) = workspace.status_comment_id else {
+                continue;
+            };
+            let phase = replies::Phase::Failed {
+                reason,
+                log: String::new(),
+            };
+            let body = replies::render(&replies::Status::new(
+                &workspace.requester_login,
+                &workspace.branch,
+                &workspace.head_sha,
+                phase,
+            ));
+            let edited = async {
+                let repo = self
+                    .github
+                    .repo(workspace.installation_id as u64, &workspace.repo_full_name)?;
+                repo.update_comment(comment as u64, &body).await
+            };
+            if let Err(error) = edited.await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot update a stranded workspace's status comment"
+                );
+            }
+        }
     }
 
     /// The signed link to a workspace's terminal for `login`.

@@ -6,6 +6,7 @@ mod browser;
 mod commands;
 mod links;
 mod main_path;
+mod restart;
 mod scene;
 mod server;
 mod stage;
