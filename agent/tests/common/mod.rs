@@ -95,7 +95,7 @@ impl Agent {
             address,
             key,
             scratch,
-            http: reqwest::Client::builder().timeout(WAIT).build().unwrap(),
+            http: http_client(),
         }
     }
 
@@ -271,4 +271,12 @@ fn write_git_config(scratch: &Path) {
         remote.display()
     );
     std::fs::write(scratch.join("gitconfig"), config).unwrap();
+}
+
+/// A plain-HTTP client. Under `cargo test --workspace` cargo unifies reqwest's features with
+/// the server's `rustls-no-provider`, and reqwest then refuses to build a client until a
+/// crypto provider is installed, even for plain HTTP.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
