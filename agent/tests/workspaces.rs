@@ -138,9 +138,11 @@ async fn sessions_start_on_the_branch_even_with_hostile_names() {
         assert_eq!(term.run("pwd").await, path.to_str().unwrap());
     }
 
-    let pwned: Vec<_> = walk(agent.scratch())
+    let pwned: Vec<_> = walkdir::WalkDir::new(agent.scratch())
         .into_iter()
-        .filter(|path| path.file_name().is_some_and(|name| name == "pwned"))
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name() == "pwned")
+        .map(walkdir::DirEntry::into_path)
         .collect();
     assert!(pwned.is_empty(), "a branch name was executed: {pwned:?}");
 }
@@ -450,22 +452,4 @@ fn git_runs_the_credential_helper_the_agent_configures() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("username=x-access-token\n"), "{stdout}");
     assert!(stdout.contains("password=ghs_through_git\n"), "{stdout}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pending.push(path.clone());
-            }
-            found.push(path);
-        }
-    }
-    found
 }
