@@ -32,10 +32,6 @@ async fn asset(Path(path): Path<String>) -> Response {
         headers.insert(header::CONTENT_TYPE, value);
     }
     headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
     );

@@ -8,7 +8,9 @@ mod webhook;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
@@ -29,6 +31,11 @@ pub fn router(state: AppState) -> Router {
         .route("/w/{id}/ws", get(page::socket))
         .route("/auth/github/callback", get(signin::callback))
         .nest("/assets", assets::router())
+        // Browsers must take every answer of sam's for the type it says it is.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

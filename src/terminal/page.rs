@@ -275,10 +275,6 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
                 header::REFERRER_POLICY,
                 HeaderValue::from_static("no-referrer"),
             );
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
             no_store(headers);
             response
         }
