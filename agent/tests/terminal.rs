@@ -24,6 +24,14 @@ async fn workspace(agent: &Agent) -> String {
     id
 }
 
+/// Opens session `name` with `sleep 1000 &` running in it; returns the job's pid too.
+async fn session_with_a_job(agent: &Agent, id: &str, name: &str) -> (Term, i32) {
+    let (mut term, _, _) = Term::open(agent, id, name, 0).await;
+    term.type_line("sleep 1000 &").await;
+    let job = term.run("echo $!").await.parse().unwrap();
+    (term, job)
+}
+
 fn rand_suffix() -> String {
     new_id()[..8].to_owned()
 }
@@ -198,9 +206,7 @@ async fn ctrl_c_stops_a_flood_at_once() {
 async fn closing_a_session_kills_its_background_jobs() {
     let agent = Agent::start();
     let id = workspace(&agent).await;
-    let (mut term, _, _) = Term::open(&agent, &id, "main", 0).await;
-    term.type_line("sleep 1000 &").await;
-    let pid: i32 = term.run("echo $!").await.parse().unwrap();
+    let (mut term, pid) = session_with_a_job(&agent, &id, "main").await;
     assert!(!common::process_gone(pid));
 
     assert_eq!(agent.stop(&id).await, StatusCode::NO_CONTENT);
@@ -230,9 +236,7 @@ async fn shell_exit_sends_its_status_and_ends_the_session() {
 async fn detached_session_ends_after_the_grace_period() {
     let agent = Agent::start_with(&["--session-grace-secs", "1"]);
     let id = workspace(&agent).await;
-    let (mut term, _, _) = Term::open(&agent, &id, "main", 0).await;
-    term.type_line("sleep 1000 &").await;
-    let pid: i32 = term.run("echo $!").await.parse().unwrap();
+    let (term, pid) = session_with_a_job(&agent, &id, "main").await;
     drop(term);
 
     agent.wait_for_sessions(0).await;
@@ -243,9 +247,7 @@ async fn detached_session_ends_after_the_grace_period() {
 async fn sigterm_hangs_up_sessions_and_exits_cleanly() {
     let mut agent = Agent::start();
     let id = workspace(&agent).await;
-    let (mut term, _, _) = Term::open(&agent, &id, "main", 0).await;
-    term.type_line("sleep 1000 &").await;
-    let pid: i32 = term.run("echo $!").await.parse().unwrap();
+    let (_term, pid) = session_with_a_job(&agent, &id, "main").await;
 
     let status = agent.terminate();
     assert!(status.success(), "{status}");
@@ -380,4 +382,76 @@ async fn sessions_of_one_workspace_are_separate_shells() {
     assert_eq!(one.run("echo $MARK").await, "first");
     assert_eq!(two.run("echo ${MARK:-unset}").await, "unset");
     agent.wait_for_sessions(2).await;
+}
+
+#[tokio::test]
+async fn close_ends_the_session_at_once() {
+    // The default grace period (600 s) is far longer than any wait below, so only the
+    // close message can end the session in time.
+    let agent = Agent::start();
+    let id = workspace(&agent).await;
+    let (mut term, job) = session_with_a_job(&agent, &id, "tab").await;
+    let shell: i32 = term.run("echo $$").await.parse().unwrap();
+
+    let closed = tokio::time::Instant::now();
+    term.send(Frame::Close).await;
+    assert_eq!(term.wait_closed().await, (1000, "shell exited".to_owned()));
+    assert!(term.exit.is_some(), "exit comes before the close");
+    wait_gone(shell).await;
+    wait_gone(job).await;
+    agent.wait_for_sessions(0).await;
+    assert!(
+        closed.elapsed() < Duration::from_secs(10),
+        "closing took {:?}",
+        closed.elapsed()
+    );
+
+    let (mut fresh, offset, _) = Term::open(&agent, &id, "tab", 0).await;
+    assert_eq!(offset, 0, "a new session starts under the same name");
+    assert_ne!(fresh.run("echo $$").await, shell.to_string());
+}
+
+#[tokio::test]
+async fn a_workspace_runs_at_most_its_limit_of_sessions() {
+    let agent = Agent::start();
+    let id = workspace(&agent).await;
+    let mut open = Vec::new();
+    for n in 0..sam_protocol::MAX_SESSIONS_PER_WORKSPACE {
+        open.push(Term::open(&agent, &id, &format!("s{n}"), 0).await.0);
+    }
+
+    let mut refused = Term {
+        socket: common::term::connect(&agent, &id, "one-more")
+            .await
+            .unwrap(),
+        received: Vec::new(),
+        next_offset: 0,
+        auto_ack: false,
+        exit: None,
+    };
+    refused
+        .send(Frame::Hello {
+            offset: 0,
+            cols: 80,
+            rows: 24,
+        })
+        .await;
+    match refused.next_event(WAIT).await {
+        Some(Event::Frame(Frame::Error(text))) => assert!(text.contains("close one"), "{text}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(refused.wait_closed().await.0, 1011);
+
+    let (mut again, _, _) = Term::open(&agent, &id, "s0", open[0].next_offset).await;
+    assert_eq!(
+        again.run("echo joined").await,
+        "joined",
+        "running sessions are joined"
+    );
+    again.send(Frame::Close).await;
+    again.wait_closed().await;
+    let left = sam_protocol::MAX_SESSIONS_PER_WORKSPACE as u64 - 1;
+    agent.wait_for_sessions(left).await;
+    let (mut fits, _, _) = Term::open(&agent, &id, "one-more", 0).await;
+    assert_eq!(fits.run("echo room").await, "room");
 }

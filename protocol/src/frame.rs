@@ -19,6 +19,10 @@ pub const MIN_DIMENSION: u16 = 1;
 /// attempt to make the shell allocate absurd screens.
 pub const MAX_DIMENSION: u16 = 1000;
 
+/// The most sessions (shells) one workspace runs at once. The agent refuses a new
+/// session past it, and the terminal page offers no more tabs than this.
+pub const MAX_SESSIONS_PER_WORKSPACE: usize = 8;
+
 /// WebSocket close codes the terminal wire uses, so both ends name them alike.
 pub mod close_code {
     /// The session ended normally: the shell exited, or another socket took over.
@@ -44,6 +48,7 @@ mod kind {
     pub const READY: u8 = 0x08;
     pub const EXIT: u8 = 0x09;
     pub const ERROR: u8 = 0x0a;
+    pub const CLOSE: u8 = 0x0b;
 }
 
 /// One message of the terminal wire, in either direction.
@@ -70,6 +75,9 @@ pub enum Frame {
     Exit(i32),
     /// A message for the person at the terminal.
     Error(String),
+    /// The browser is done with the session: the agent ends the shell now instead of
+    /// waiting out the grace period, then sends `exit` as for any other ending.
+    Close,
 }
 
 /// Why a message is not a frame. Each variant maps to one close code, so the
@@ -167,6 +175,7 @@ impl Frame {
                 out.push(kind::ERROR);
                 out.extend_from_slice(text.as_bytes());
             }
+            Frame::Close => out.push(kind::CLOSE),
         }
         out
     }
@@ -204,6 +213,7 @@ impl Frame {
             kind::ERROR => Frame::Error(
                 String::from_utf8(reader.rest().to_vec()).map_err(|_| FrameError::InvalidText)?,
             ),
+            kind::CLOSE => Frame::Close,
             other => return Err(FrameError::UnknownType(other)),
         };
         reader.finish()?;
@@ -220,6 +230,7 @@ impl Frame {
             Frame::Ready { .. } => 16,
             Frame::Exit(_) => 4,
             Frame::Error(text) => text.len(),
+            Frame::Close => 0,
         }
     }
 }
@@ -236,6 +247,7 @@ fn kind_name(kind: u8) -> Result<&'static str, FrameError> {
         kind::READY => "ready",
         kind::EXIT => "exit",
         kind::ERROR => "error",
+        kind::CLOSE => "close",
         other => return Err(FrameError::UnknownType(other)),
     })
 }
@@ -344,6 +356,7 @@ mod tests {
         round_trip(Frame::Exit(-1));
         round_trip(Frame::Exit(130));
         round_trip(Frame::Error("shell failed to start".into()));
+        round_trip(Frame::Close);
     }
 
     #[test]
@@ -361,13 +374,25 @@ mod tests {
     }
 
     #[test]
+    fn close_is_the_type_byte_alone() {
+        assert_eq!(Frame::Close.encode(), [0x0b]);
+        assert_eq!(
+            Frame::decode(&[0x0b, 0]),
+            Err(FrameError::TrailingBytes {
+                kind: "close",
+                extra: 1
+            })
+        );
+    }
+
+    #[test]
     fn empty_message_is_refused() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
     }
 
     #[test]
     fn unknown_type_is_refused() {
-        for kind in [0x00, 0x0b, 0x7f, 0xff] {
+        for kind in [0x00, 0x0c, 0x7f, 0xff] {
             assert_eq!(
                 Frame::decode(&[kind, 0, 0]),
                 Err(FrameError::UnknownType(kind))
@@ -468,7 +493,7 @@ mod tests {
 
         #[test]
         fn decoded_frames_encode_back_to_the_same_bytes(
-            kind in 1u8..=10,
+            kind in 1u8..=11,
             body in proptest::collection::vec(any::<u8>(), 0..40),
         ) {
             let mut message = vec![kind];

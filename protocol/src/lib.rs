@@ -5,5 +5,5 @@
 pub mod frame;
 pub mod token;
 
-pub use frame::{Frame, FrameError, MAX_MESSAGE};
+pub use frame::{Frame, FrameError, MAX_MESSAGE, MAX_SESSIONS_PER_WORKSPACE};
 pub use token::TokenError;

@@ -12,13 +12,13 @@ use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use sam_protocol::frame::{clamp_dimension, close_code};
-use sam_protocol::{Frame, MAX_MESSAGE};
+use sam_protocol::{Frame, MAX_MESSAGE, MAX_SESSIONS_PER_WORKSPACE};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, timeout};
 use tracing::Instrument;
 
 use super::session::{Attachment, Progress, Session};
-use super::{SessionName, Sessions};
+use super::{OpenError, SessionName, Sessions};
 use crate::workspace::{WorkspaceId, Workspaces};
 
 /// How long a new socket may take to say `hello`.
@@ -198,9 +198,18 @@ async fn open_session(
         .ok_or_else(|| failed("This workspace has been removed.".into()))?;
     sessions
         .get_or_spawn(workspace, name, &cwd, (hello.cols, hello.rows))
-        .map_err(|error| {
-            tracing::error!("cannot start the shell: {error:#}");
-            failed(format!("The shell could not be started: {error:#}"))
+        .map_err(|error| match error {
+            OpenError::Full => {
+                tracing::info!("refusing a session past the workspace's limit");
+                failed(format!(
+                    "This workspace already runs {MAX_SESSIONS_PER_WORKSPACE} shells, the most it may; \
+                     close one to open another."
+                ))
+            }
+            OpenError::Spawn(error) => {
+                tracing::error!("cannot start the shell: {error:#}");
+                failed(format!("The shell could not be started: {error:#}"))
+            }
         })
 }
 
@@ -234,6 +243,12 @@ async fn read_input(
                 let _ = replies.try_send(Frame::Pong(nonce));
             }
             Frame::Pong(_) => {}
+            // The reply is the usual ending: the writer sends the last output and
+            // `exit` once the supervisor has reaped the shell.
+            Frame::Close => {
+                tracing::info!("the browser closed the session; hanging up");
+                session.hang_up();
+            }
             Frame::Hello { .. }
             | Frame::Output { .. }
             | Frame::Ready { .. }

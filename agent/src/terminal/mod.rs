@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use sam_protocol::MAX_SESSIONS_PER_WORKSPACE;
 use tracing::Instrument;
 
 pub use connection::accept;
@@ -47,6 +48,14 @@ impl std::fmt::Display for SessionName {
 
 type Key = (WorkspaceId, SessionName);
 
+/// Why a socket gets no session.
+enum OpenError {
+    /// The workspace already runs [`MAX_SESSIONS_PER_WORKSPACE`] sessions.
+    Full,
+    /// The shell would not start.
+    Spawn(anyhow::Error),
+}
+
 /// Every live session of the agent, by workspace and name.
 #[derive(Clone)]
 pub struct Sessions {
@@ -69,21 +78,27 @@ impl Sessions {
     }
 
     /// The session `name` of `workspace`, started in `cwd` at the given size
-    /// when it does not exist yet.
+    /// when it does not exist yet and the workspace has room for another.
     fn get_or_spawn(
         &self,
         workspace: WorkspaceId,
         name: &SessionName,
         cwd: &Path,
         (cols, rows): (u16, u16),
-    ) -> anyhow::Result<Arc<Session>> {
+    ) -> Result<Arc<Session>, OpenError> {
         let key = (workspace, name.clone());
         let mut live = self.lock();
         if let Some(session) = live.get(&key) {
             return Ok(session.clone());
         }
+        // Every session holds a shell, a PTY and threads until it ends, so one
+        // workspace (or a page stuck opening tabs) must not start them without end.
+        let running = live.keys().filter(|(id, _)| *id == workspace).count();
+        if running >= MAX_SESSIONS_PER_WORKSPACE {
+            return Err(OpenError::Full);
+        }
 
-        let (shell, io) = Shell::spawn(cwd, cols, rows)?;
+        let (shell, io) = Shell::spawn(cwd, cols, rows).map_err(OpenError::Spawn)?;
         let span =
             tracing::info_span!(parent: None, "session", %workspace, %name, leader = %shell.leader);
         span.in_scope(|| tracing::info!(cols, rows, "shell started"));
