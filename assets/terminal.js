@@ -1,8 +1,10 @@
-// The terminal page: xterm.js connected to a workspace shell through sam, speaking the
-// binary wire of docs/terminal-protocol.md. Plain ES2020, no build step. The vendored
-// xterm scripts load before this one (all `defer`, so in document order).
+// The terminal page: tabs of xterm.js terminals, each connected to a shell of its own in
+// the workspace through sam, speaking the binary wire of docs/terminal-protocol.md. Plain
+// ES2020, no build step. The vendored xterm scripts load before this one (all `defer`, so
+// in document order).
 //
-// Test hook: `window.samTerminal` = { term, session, state(), offset() }.
+// Test hook: `window.samTerminal` = { term, session, state(), offset(), tabs() }; the first
+// four are those of the tab on show.
 'use strict';
 
 (() => {
@@ -25,9 +27,11 @@
     lost: (bytes) => `[${bytes.toLocaleString('en')} bytes of earlier output were lost]`,
     exit: (status) =>
       status === -1
-        ? '[the shell was killed by a signal; reload the page for a new one]'
-        : `[the shell exited with status ${status}; reload the page for a new one]`,
+        ? '[the shell was killed by a signal; close this tab, or reload the page for a new shell]'
+        : `[the shell exited with status ${status}; close this tab, or reload the page for a new shell]`,
     error: (text) => `[sam: ${text}]`,
+    tooManyTabs: (max) => `At most ${max} tabs: close one to open another`,
+    closeTab: (label) => `Close tab ${label}`,
   };
 
   /**
@@ -38,7 +42,7 @@
   const wire = (() => {
     const TYPE = {
       input: 0x01, output: 0x02, resize: 0x03, ack: 0x04, ping: 0x05,
-      pong: 0x06, hello: 0x07, ready: 0x08, exit: 0x09, error: 0x0a,
+      pong: 0x06, hello: 0x07, ready: 0x08, exit: 0x09, error: 0x0a, close: 0x0b,
     };
     const text = new TextDecoder();
 
@@ -82,6 +86,9 @@
         v.setUint16(9, size(cols));
         v.setUint16(11, size(rows));
         return v.buffer;
+      },
+      close() {
+        return frame(TYPE.close, 0).buffer;
       },
 
       /** Reads one message from the agent; throws on one too short for its type. */
@@ -129,35 +136,18 @@
 
   const root = document.getElementById('sam-terminal');
   const screenEl = document.getElementById('sam-screen');
+  const emptyEl = document.getElementById('sam-empty');
   const statusEl = document.getElementById('sam-connection');
   const keysEl = document.getElementById('sam-keys');
+  const tabListEl = document.getElementById('sam-tabs');
+  const newTabEl = document.getElementById('sam-new-tab');
+  const noteEl = document.getElementById('sam-tab-note');
   const wsPath = root.dataset.wsPath;
-  const sessionKey = `sam.session.${root.dataset.workspaceId}`;
-  const session = sessionName();
+  const workspaceId = root.dataset.workspaceId;
+  /** The agent refuses more shells per workspace than this; the server says how many. */
+  const maxTabs = Number(root.dataset.maxTabs) || 8;
   const baseTitle = document.title;
-
-  /**
-   * One shell per tab: sessionStorage outlives a reload of the tab but is not shared with
-   * other tabs, so a reload resumes the same shell and a new tab starts its own. A known
-   * limit: "duplicate tab" copies sessionStorage, so a duplicate joins the same shell.
-   */
-  function sessionName() {
-    let name = null;
-    try {
-      name = sessionStorage.getItem(sessionKey);
-    } catch {
-      // Storage can be disabled; the tab then gets a new shell on every load.
-    }
-    if (!name || !/^[0-9a-f-]{36}$/.test(name)) {
-      name = randomUuid();
-      try {
-        sessionStorage.setItem(sessionKey, name);
-      } catch {
-        // As above.
-      }
-    }
-    return name;
-  }
+  const encoder = new TextEncoder();
 
   /** crypto.randomUUID exists only in secure contexts; sam may be served over plain http. */
   function randomUuid() {
@@ -167,15 +157,6 @@
     b[8] = (b[8] & 0x3f) | 0x80;
     const hex = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
     return hex.replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-');
-  }
-
-  /** After the shell exits, a reload of this tab should start a new one. */
-  function forgetSession() {
-    try {
-      sessionStorage.removeItem(sessionKey);
-    } catch {
-      // Nothing to forget.
-    }
   }
 
   /** Opens http(s) links only, in a new tab that gets no handle on this page. */
@@ -190,44 +171,6 @@
     window.open(url.href, '_blank', 'noopener,noreferrer');
   }
 
-  // ---- the terminal ----
-
-  const term = new Terminal({
-    // term.unicode, used for Unicode 11 character widths, is a proposed API in xterm 5.
-    allowProposedApi: true,
-    cursorBlink: true,
-    // System fonts only: the CSP allows no font from elsewhere, and sam ships none.
-    fontFamily:
-      'ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", "Liberation Mono", monospace',
-    fontSize: 14,
-    scrollback: 5000,
-    // OSC 8 hyperlinks follow the same rule as detected links.
-    linkHandler: { activate: (_event, uri) => openLink(uri) },
-    theme: {
-      background: '#0d1117',
-      foreground: '#c9d1d9',
-      cursor: '#c9d1d9',
-      selectionBackground: '#264f78',
-    },
-  });
-
-  // The canvas renderer must be loaded before open(): xterm's default DOM renderer writes
-  // <style> elements and style attributes, which the page's CSP (style-src 'self') refuses.
-  term.loadAddon(new CanvasAddon.CanvasAddon());
-  const fit = new FitAddon.FitAddon();
-  term.loadAddon(fit);
-  term.loadAddon(new Unicode11Addon.Unicode11Addon());
-  term.unicode.activeVersion = '11';
-  term.loadAddon(new WebLinksAddon.WebLinksAddon((_event, uri) => openLink(uri)));
-  term.open(screenEl);
-  fit.fit();
-  term.focus();
-
-  // Titles from the shell are text, and document.title treats them as text.
-  term.onTitleChange((title) => {
-    document.title = title ? `${title.slice(0, 100)} · ${baseTitle}` : baseTitle;
-  });
-
   /**
    * A line of sam's own, dim, ready to write. Control characters are dropped so a message
    * cannot drive the terminal.
@@ -240,220 +183,567 @@
     return `\x1b[0;2m${clean}\x1b[0m\r\n`;
   }
 
-  /** Writes a dim line after the output already queued, on a line of its own. */
-  function notice(text) {
-    // The empty write's callback runs once everything queued before it is parsed, so the
-    // cursor read there is where the notice goes.
-    term.write('', () => {
-      term.write((term.buffer.active.cursorX > 0 ? '\r\n' : '') + dimLine(text));
-    });
-  }
-
-  // ---- the connection ----
-
-  let socket = null;
-  /** `ready` has arrived on the current socket: input, resize and acks may flow. */
-  let live = false;
-  let exited = false;
-  /** Connections that failed since the last `ready`, for the backoff. */
-  let attempt = 0;
-  /** Offset just past the last output byte handed to xterm; the next `hello` sends it. */
-  let received = 0;
-  /** Offset just past the last byte xterm has finished parsing. */
-  let rendered = 0;
-  /** The last offset acknowledged (or announced by `hello`) on the current socket. */
-  let acked = 0;
-  /** The size the last `hello` announced. */
-  let helloSize = { cols: 0, rows: 0 };
-  let ackTimer = 0;
-  let connectTimer = 0;
-  let reconnectTimer = 0;
-  let countdownTimer = 0;
-  let connection = 'connecting';
-
-  function setConnection(state, seconds) {
-    connection = state;
-    statusEl.dataset.connection = state;
-    statusEl.textContent = messages.connection(state, seconds);
-  }
-
-  /** Sends one message if the socket is open; returns whether it went out. */
-  function send(message) {
-    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
-    socket.send(message);
-    return true;
-  }
-
-  function connect() {
-    clearReconnect();
-    setConnection('connecting');
-
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    // Same origin, so the session cookie authenticates the socket; no token in the URL.
-    const url = `${scheme}//${location.host}${wsPath}?session=${encodeURIComponent(session)}`;
-    const ws = new WebSocket(url);
-    ws.binaryType = 'arraybuffer';
-    socket = ws;
-    connectTimer = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
-
-    ws.onopen = () => {
-      // The agent counts what `hello` says we hold as delivered, so acks restart from it.
-      acked = received;
-      helloSize = { cols: term.cols, rows: term.rows };
-      ws.send(wire.hello(received, term.cols, term.rows));
-    };
-    ws.onmessage = (event) => {
-      if (ws === socket) receive(event.data);
-    };
-    ws.onclose = () => {
-      if (ws !== socket) return;
-      clearTimeout(connectTimer);
-      socket = null;
-      live = false;
-      if (exited) setConnection('exited');
-      else scheduleReconnect();
-    };
-  }
-
-  function receive(data) {
-    if (typeof data === 'string') {
-      console.warn('sam: ignoring a text message; the terminal wire is binary');
-      return;
-    }
-    let message;
-    try {
-      message = wire.decode(data);
-    } catch (err) {
-      console.warn(`sam: ignoring a malformed message: ${err.message}`);
-      return;
-    }
-    switch (message.type) {
-      case 'ready':
-        return onReady(message);
-      case 'output':
-        return onOutput(message);
-      case 'ping':
-        send(wire.pong(message.nonce));
-        return;
-      case 'pong':
-        return; // This page sends no pings.
-      case 'exit':
-        return onExit(message.status);
-      case 'error':
-        return notice(messages.error(message.text));
-      default:
-        console.warn(`sam: ignoring a message of unknown type ${message.code}`);
-    }
-  }
-
-  function onReady({ offset, lost }) {
-    clearTimeout(connectTimer);
-    live = true;
-    attempt = 0;
-    setConnection('connected');
-
-    if (lost > 0 || offset !== received) {
-      // Start the screen over: either the agent no longer holds everything this page
-      // missed, or its stream is not the one on screen (a new shell under this session's
-      // name answers from its own start). ESC c is a full reset, written rather than
-      // term.reset() so output still queued in xterm is parsed before it, and the notice
-      // goes with it so replayed output cannot come first.
-      if (lost === 0) console.warn(`sam: agent resumes at ${offset}, this page holds ${received}`);
-      term.write(`\x1bc${lost > 0 ? dimLine(messages.lost(lost)) : ''}`);
-      received = rendered = acked = offset;
-    }
-
-    // The window may have changed size while the socket was opening.
-    if (term.cols !== helloSize.cols || term.rows !== helloSize.rows) {
-      send(wire.resize(term.cols, term.rows));
-    }
-  }
-
-  function onOutput({ offset, data }) {
-    const end = offset + data.length;
-    if (end <= received) return; // Already written: a duplicate.
-    if (offset > received) console.warn(`sam: output jumps from ${received} to ${offset}`);
-    const fresh = offset < received ? data.subarray(received - offset) : data;
-    received = end;
-    // xterm decodes UTF-8 as a stream, so a character split across frames comes out whole.
-    term.write(fresh, () => onRendered(end));
-  }
-
-  function onRendered(end) {
-    // Callbacks of output written before a reset may arrive late with older offsets.
-    rendered = Math.max(rendered, end);
-    if (rendered - acked >= ACK_EVERY_BYTES) flushAck();
-    else if (!ackTimer) ackTimer = setTimeout(flushAck, ACK_IDLE_MS);
-  }
-
-  function flushAck() {
-    clearTimeout(ackTimer);
-    ackTimer = 0;
-    if (live && rendered > acked && send(wire.ack(rendered))) acked = rendered;
-  }
-
-  function onExit(status) {
-    exited = true;
-    live = false;
-    forgetSession();
-    notice(messages.exit(status));
-    // A dead shell takes no keys; hiding the cursor says so too.
-    term.options.disableStdin = true;
-    term.write('\x1b[?25l');
-    setConnection('exited');
-  }
-
-  function scheduleReconnect() {
-    // Half of each wait is fixed and half random ("equal jitter"): pages that lost sam at
-    // the same moment spread out, and none retries in a tight loop.
-    const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** attempt);
-    const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
-    const at = Date.now() + delay;
-    attempt += 1;
-
-    const tick = () => {
-      setConnection('reconnecting', Math.max(1, Math.ceil((at - Date.now()) / 1000)));
-    };
-    tick();
-    countdownTimer = setInterval(tick, 1000);
-    reconnectTimer = setTimeout(connect, delay);
-  }
-
-  function clearReconnect() {
-    clearTimeout(reconnectTimer);
-    clearInterval(countdownTimer);
-    reconnectTimer = countdownTimer = 0;
-  }
-
-  /** Skips the rest of a backoff wait when the network or the tab comes back. */
-  function reconnectNow() {
-    if (reconnectTimer) connect();
-  }
-
-  window.addEventListener('online', reconnectNow);
-  document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible') reconnectNow();
-  });
-
-  // ---- input ----
-
-  const encoder = new TextEncoder();
-  let ctrlArmed = false;
+  // ---- the tabs this browser tab had ----
 
   /**
-   * Input typed while the socket is down is dropped: keys typed blind and replayed into a
-   * shell later would surprise more than they help.
+   * Which shells this page shows, kept in sessionStorage: it outlives a reload but is not
+   * shared with other browser tabs, so a reload resumes the same shells and another
+   * browser tab starts its own. A known limit: "duplicate tab" copies sessionStorage, so
+   * a duplicate joins the same shells (and each takes them over from the other in turn).
    */
-  function sendInput(bytes) {
-    if (!live) return;
-    for (let at = 0; at < bytes.length; at += INPUT_CHUNK_BYTES) {
-      send(wire.input(bytes.subarray(at, at + INPUT_CHUNK_BYTES)));
+  const saved = (() => {
+    const key = `sam.tabs.${workspaceId}`;
+    /** Where the page kept its one shell before it had tabs. */
+    const oldKey = `sam.session.${workspaceId}`;
+    // The server's rule for session names.
+    const validName = (name) => typeof name === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(name);
+
+    const read = (name) => {
+      try {
+        return sessionStorage.getItem(name);
+      } catch {
+        // Storage can be disabled; the page then gets new shells on every load.
+        return null;
+      }
+    };
+
+    return {
+      /** The saved tabs, cleaned up: [{ session, number }] and the active session. */
+      load() {
+        let state = null;
+        try {
+          state = JSON.parse(read(key) || 'null');
+        } catch {
+          // A damaged entry is as good as none.
+        }
+        const list = Array.isArray(state && state.tabs) ? state.tabs : [];
+        const old = read(oldKey);
+        if (list.length === 0 && validName(old)) list.push({ session: old, number: 1 });
+        const tabs = [];
+        for (const entry of list) {
+          const { session, number } = entry || {};
+          if (tabs.length === maxTabs || !validName(session)) continue;
+          if (tabs.some((t) => t.session === session)) continue;
+          const taken = tabs.some((t) => t.number === number);
+          const ok = Number.isInteger(number) && number > 0 && number <= maxTabs && !taken;
+          tabs.push({ session, number: ok ? number : freeNumber(tabs) });
+        }
+        return { tabs, active: state && state.active };
+      },
+      store(tabs, active) {
+        const state = {
+          tabs: tabs.map((tab) => ({ session: tab.name, number: tab.number })),
+          active: active ? active.name : null,
+        };
+        try {
+          sessionStorage.setItem(key, JSON.stringify(state));
+          sessionStorage.removeItem(oldKey);
+        } catch {
+          // As above.
+        }
+      },
+    };
+  })();
+
+  /** The smallest tab number not in use, so labels stay short and a tab keeps its own. */
+  function freeNumber(tabs) {
+    let number = 1;
+    while (tabs.some((tab) => tab.number === number)) number += 1;
+    return number;
+  }
+
+  // ---- one tab: a terminal and its connection ----
+
+  /** Gives every tab's elements ids of their own, also when a number comes back. */
+  let serial = 0;
+
+  class Tab {
+    constructor(name, number) {
+      /** The session name: which shell of the workspace this tab shows. */
+      this.name = name;
+      this.number = number;
+      this.title = '';
+
+      serial += 1;
+      const tabId = `sam-tab-${serial}`;
+      const panelId = `sam-panel-${serial}`;
+      this.panel = document.createElement('div');
+      this.panel.className = 'panel';
+      this.panel.id = panelId;
+      this.panel.hidden = true;
+      this.panel.setAttribute('role', 'tabpanel');
+      this.panel.setAttribute('aria-labelledby', tabId);
+
+      this.button = document.createElement('button');
+      this.button.type = 'button';
+      this.button.id = tabId;
+      this.button.tabIndex = -1;
+      this.button.setAttribute('role', 'tab');
+      this.button.setAttribute('aria-selected', 'false');
+      this.button.setAttribute('aria-controls', panelId);
+      const numberEl = document.createElement('span');
+      numberEl.className = 'tab-number';
+      numberEl.textContent = String(number);
+      this.titleEl = document.createElement('span');
+      this.titleEl.className = 'tab-title';
+      this.button.append(numberEl, this.titleEl);
+
+      this.closeButton = document.createElement('button');
+      this.closeButton.type = 'button';
+      this.closeButton.className = 'tab-close';
+      this.closeButton.tabIndex = -1;
+      this.closeButton.textContent = '×';
+      this.closeButton.setAttribute('aria-label', messages.closeTab(number));
+      this.closeButton.title = messages.closeTab(number);
+
+      // The close button sits beside the tab, not in it: a tab may hold no other control.
+      this.item = document.createElement('div');
+      this.item.className = 'tab';
+      this.item.setAttribute('role', 'presentation');
+      this.item.append(this.button, this.closeButton);
+
+      screenEl.append(this.panel);
+      tabListEl.append(this.item);
+      this.initConnection();
+      this.openTerminal();
+    }
+
+    openTerminal() {
+      const term = new Terminal({
+        // term.unicode, used for Unicode 11 character widths, is a proposed API in xterm 5.
+        allowProposedApi: true,
+        cursorBlink: true,
+        // System fonts only: the CSP allows no font from elsewhere, and sam ships none.
+        fontFamily:
+          'ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", "Liberation Mono", monospace',
+        fontSize: 14,
+        scrollback: 5000,
+        // OSC 8 hyperlinks follow the same rule as detected links.
+        linkHandler: { activate: (_event, uri) => openLink(uri) },
+        theme: {
+          background: '#0d1117',
+          foreground: '#c9d1d9',
+          cursor: '#c9d1d9',
+          selectionBackground: '#264f78',
+        },
+      });
+      // The canvas renderer must be loaded before open(): xterm's default DOM renderer
+      // writes <style> elements and style attributes, which the page's CSP (style-src
+      // 'self') refuses.
+      term.loadAddon(new CanvasAddon.CanvasAddon());
+      this.fit = new FitAddon.FitAddon();
+      term.loadAddon(this.fit);
+      term.loadAddon(new Unicode11Addon.Unicode11Addon());
+      term.unicode.activeVersion = '11';
+      term.loadAddon(new WebLinksAddon.WebLinksAddon((_event, uri) => openLink(uri)));
+      // A hidden panel keeps its size (terminal.css), so the terminal measures right.
+      term.open(this.panel);
+      this.fit.fit();
+
+      term.onTitleChange((title) => this.setTitle(title));
+      term.onData((data) => this.sendInput(encoder.encode(applyCtrl(data))));
+      // onBinary carries bytes as one char per byte (some mouse reports).
+      term.onBinary((data) => this.sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)));
+      term.onResize(({ cols, rows }) => {
+        if (this.live) this.send(wire.resize(cols, rows));
+      });
+      this.term = term;
+    }
+
+    /** Titles from the shell are text: they go into textContent and document.title only. */
+    setTitle(title) {
+      this.title = (title || '').slice(0, 100);
+      this.titleEl.textContent = this.title;
+      this.button.title = this.title;
+      if (this === active) showTitle();
+    }
+
+    /** The tab's name for people and tests: its number, then the shell's title if any. */
+    get label() {
+      return this.title ? `${this.number} ${this.title}` : String(this.number);
+    }
+
+    /** Shows or hides this tab; the caller keeps exactly one shown. */
+    setShown(shown) {
+      this.panel.hidden = !shown;
+      this.button.setAttribute('aria-selected', String(shown));
+      // One tab stop for the whole list (the arrows move within it), and one for the
+      // close button of the tab on show.
+      this.button.tabIndex = shown ? 0 : -1;
+      this.closeButton.tabIndex = shown ? 0 : -1;
+      // The window may have changed size while the tab was hidden.
+      if (shown) this.fit.fit();
+    }
+
+    // -- the connection --
+
+    initConnection() {
+      this.socket = null;
+      /** `ready` has arrived on the current socket: input, resize and acks may flow. */
+      this.live = false;
+      this.exited = false;
+      /** The person closed the tab: the socket only carries `close` now. */
+      this.closing = false;
+      /** Connections that failed since the last `ready`, for the backoff. */
+      this.attempt = 0;
+      /** Offset just past the last output byte handed to xterm; the next `hello` sends it. */
+      this.received = 0;
+      /** Offset just past the last byte xterm has finished parsing. */
+      this.rendered = 0;
+      /** The last offset acknowledged (or announced by `hello`) on the current socket. */
+      this.acked = 0;
+      /** The size the last `hello` announced. */
+      this.helloSize = { cols: 0, rows: 0 };
+      this.ackTimer = 0;
+      this.connectTimer = 0;
+      this.reconnectTimer = 0;
+      this.countdownTimer = 0;
+      this.connection = 'connecting';
+      this.seconds = 0;
+    }
+
+    setConnection(state, seconds) {
+      this.connection = state;
+      this.seconds = seconds;
+      this.button.dataset.connection = state;
+      if (this === active) showConnection();
+    }
+
+    /** Sends one message if the socket is open; returns whether it went out. */
+    send(message) {
+      if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+      this.socket.send(message);
+      return true;
+    }
+
+    connect() {
+      this.clearReconnect();
+      this.setConnection('connecting');
+
+      const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      // Same origin, so the session cookie authenticates the socket; no token in the URL.
+      const url = `${scheme}//${location.host}${wsPath}?session=${encodeURIComponent(this.name)}`;
+      const ws = new WebSocket(url);
+      ws.binaryType = 'arraybuffer';
+      this.socket = ws;
+      this.connectTimer = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
+
+      ws.onopen = () => {
+        if (this.closing) {
+          // The agent takes nothing before `hello`; what follows `close` is not read.
+          ws.send(wire.hello(this.received, this.helloSize.cols, this.helloSize.rows));
+          this.sayClose();
+          return;
+        }
+        // The agent counts what `hello` says we hold as delivered, so acks restart from it.
+        this.acked = this.received;
+        this.helloSize = { cols: this.term.cols, rows: this.term.rows };
+        ws.send(wire.hello(this.received, this.term.cols, this.term.rows));
+      };
+      ws.onmessage = (event) => {
+        if (ws === this.socket && !this.closing) this.receive(event.data);
+      };
+      ws.onclose = () => {
+        if (ws !== this.socket) return;
+        clearTimeout(this.connectTimer);
+        this.socket = null;
+        this.live = false;
+        if (this.closing) return;
+        if (this.exited) this.setConnection('exited');
+        else this.scheduleReconnect();
+      };
+    }
+
+    receive(data) {
+      if (typeof data === 'string') {
+        console.warn('sam: ignoring a text message; the terminal wire is binary');
+        return;
+      }
+      let message;
+      try {
+        message = wire.decode(data);
+      } catch (err) {
+        console.warn(`sam: ignoring a malformed message: ${err.message}`);
+        return;
+      }
+      switch (message.type) {
+        case 'ready':
+          return this.onReady(message);
+        case 'output':
+          return this.onOutput(message);
+        case 'ping':
+          this.send(wire.pong(message.nonce));
+          return;
+        case 'pong':
+          return; // This page sends no pings.
+        case 'exit':
+          return this.onExit(message.status);
+        case 'error':
+          return this.notice(messages.error(message.text));
+        default:
+          console.warn(`sam: ignoring a message of unknown type ${message.code}`);
+      }
+    }
+
+    onReady({ offset, lost }) {
+      clearTimeout(this.connectTimer);
+      this.live = true;
+      this.attempt = 0;
+      this.setConnection('connected');
+
+      if (lost > 0 || offset !== this.received) {
+        // Start the screen over: either the agent no longer holds everything this page
+        // missed, or its stream is not the one on screen (a new shell under this session's
+        // name answers from its own start). ESC c is a full reset, written rather than
+        // term.reset() so output still queued in xterm is parsed before it, and the notice
+        // goes with it so replayed output cannot come first.
+        if (lost === 0) {
+          console.warn(`sam: agent resumes at ${offset}, this page holds ${this.received}`);
+        }
+        this.term.write(`\x1bc${lost > 0 ? dimLine(messages.lost(lost)) : ''}`);
+        this.received = this.rendered = this.acked = offset;
+      }
+
+      // The window may have changed size while the socket was opening.
+      const { cols, rows } = this.term;
+      if (cols !== this.helloSize.cols || rows !== this.helloSize.rows) {
+        this.send(wire.resize(cols, rows));
+      }
+    }
+
+    onOutput({ offset, data }) {
+      const end = offset + data.length;
+      if (end <= this.received) return; // Already written: a duplicate.
+      if (offset > this.received) {
+        console.warn(`sam: output jumps from ${this.received} to ${offset}`);
+      }
+      const fresh = offset < this.received ? data.subarray(this.received - offset) : data;
+      this.received = end;
+      // xterm decodes UTF-8 as a stream, so a character split across frames comes out
+      // whole. Its write callbacks run whether or not the tab is on show, so a hidden
+      // tab acknowledges its output too and the agent never pauses its shell for it.
+      this.term.write(fresh, () => this.onRendered(end));
+    }
+
+    onRendered(end) {
+      // Callbacks of output written before a reset may arrive late with older offsets.
+      this.rendered = Math.max(this.rendered, end);
+      if (this.rendered - this.acked >= ACK_EVERY_BYTES) this.flushAck();
+      else if (!this.ackTimer) this.ackTimer = setTimeout(() => this.flushAck(), ACK_IDLE_MS);
+    }
+
+    flushAck() {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = 0;
+      if (this.live && this.rendered > this.acked && this.send(wire.ack(this.rendered))) {
+        this.acked = this.rendered;
+      }
+    }
+
+    onExit(status) {
+      this.exited = true;
+      this.live = false;
+      this.notice(messages.exit(status));
+      // A dead shell takes no keys; hiding the cursor says so too.
+      this.term.options.disableStdin = true;
+      this.term.write('\x1b[?25l');
+      this.setConnection('exited');
+    }
+
+    /** Writes a dim line after the output already queued, on a line of its own. */
+    notice(text) {
+      // The empty write's callback runs once everything queued before it is parsed, so the
+      // cursor read there is where the notice goes.
+      this.term.write('', () => {
+        this.term.write((this.term.buffer.active.cursorX > 0 ? '\r\n' : '') + dimLine(text));
+      });
+    }
+
+    scheduleReconnect() {
+      // Half of each wait is fixed and half random ("equal jitter"): pages that lost sam at
+      // the same moment spread out, and none retries in a tight loop.
+      const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** this.attempt);
+      const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
+      const at = Date.now() + delay;
+      this.attempt += 1;
+
+      const tick = () => {
+        this.setConnection('reconnecting', Math.max(1, Math.ceil((at - Date.now()) / 1000)));
+      };
+      tick();
+      this.countdownTimer = setInterval(tick, 1000);
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    }
+
+    clearReconnect() {
+      clearTimeout(this.reconnectTimer);
+      clearInterval(this.countdownTimer);
+      this.reconnectTimer = this.countdownTimer = 0;
+    }
+
+    /** Skips the rest of a backoff wait when the network or the browser tab comes back. */
+    reconnectNow() {
+      if (this.reconnectTimer) this.connect();
+    }
+
+    /**
+     * Input typed while the socket is down is dropped: keys typed blind and replayed into a
+     * shell later would surprise more than they help.
+     */
+    sendInput(bytes) {
+      if (!this.live) return;
+      for (let at = 0; at < bytes.length; at += INPUT_CHUNK_BYTES) {
+        this.send(wire.input(bytes.subarray(at, at + INPUT_CHUNK_BYTES)));
+      }
+    }
+
+    /**
+     * Takes the tab off the page and ends its shell now rather than after the agent's
+     * grace period. Without an open socket, one is opened just to say so; should that
+     * fail too, the grace period still ends the shell.
+     */
+    close() {
+      this.closing = true;
+      this.clearReconnect();
+      clearTimeout(this.ackTimer);
+      this.helloSize = { cols: this.term.cols, rows: this.term.rows };
+      this.term.dispose();
+      this.item.remove();
+      this.panel.remove();
+      if (this.exited) return;
+      if (!this.socket) this.connect();
+      else if (this.socket.readyState === WebSocket.OPEN) this.sayClose();
+      // A socket still opening says it from onopen.
+    }
+
+    sayClose() {
+      const ws = this.socket;
+      ws.send(wire.close());
+      // Buffered messages go out before the close handshake.
+      ws.close(1000, 'tab closed');
     }
   }
 
-  term.onData((data) => sendInput(encoder.encode(applyCtrl(data))));
-  // onBinary carries bytes as one char per byte (some mouse reports).
-  term.onBinary((data) => sendInput(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)));
+  // ---- the tab strip ----
+
+  /** Every open tab, in the order shown. */
+  const tabs = [];
+  /** The tab on show; null only when every tab was closed. */
+  let active = null;
+
+  function showConnection() {
+    const state = active ? active.connection : 'closed';
+    statusEl.dataset.connection = state;
+    statusEl.textContent = messages.connection(state, active ? active.seconds : 0);
+  }
+
+  function showTitle() {
+    document.title = active && active.title ? `${active.title} · ${baseTitle}` : baseTitle;
+  }
+
+  function remember() {
+    saved.store(tabs, active);
+  }
+
+  /** How many more tabs the page may open, and a word about it when none. */
+  function updateNewTab() {
+    const full = tabs.length >= maxTabs;
+    newTabEl.setAttribute('aria-disabled', String(full));
+    newTabEl.title = full ? messages.tooManyTabs(maxTabs) : 'New tab';
+    if (!full) noteEl.textContent = '';
+  }
+
+  /**
+   * Shows `tab` and focuses its terminal, or the tab itself when the keyboard moved
+   * within the tab list (focus there lets the arrows go on).
+   */
+  function select(tab, focus = 'terminal') {
+    if (active && active !== tab) active.setShown(false);
+    active = tab;
+    emptyEl.hidden = tab !== null;
+    if (tab) {
+      tab.setShown(true);
+      if (focus === 'tab') tab.button.focus();
+      else tab.term.focus();
+    }
+    showConnection();
+    showTitle();
+    remember();
+  }
+
+  function openTab(name, number) {
+    const tab = new Tab(name, number);
+    tabs.push(tab);
+    tab.connect();
+    updateNewTab();
+    return tab;
+  }
+
+  function newTab() {
+    if (tabs.length >= maxTabs) {
+      noteEl.textContent = messages.tooManyTabs(maxTabs);
+      return;
+    }
+    select(openTab(randomUuid(), freeNumber(tabs)));
+  }
+
+  function closeTab(tab, focus = 'terminal') {
+    const at = tabs.indexOf(tab);
+    if (at < 0) return;
+    tabs.splice(at, 1);
+    const wasActive = tab === active;
+    if (wasActive) active = null;
+    tab.close();
+    if (wasActive) select(tabs[Math.min(at, tabs.length - 1)] || null, focus);
+    else remember();
+    updateNewTab();
+    if (!active) newTabEl.focus();
+  }
+
+  function tabOf(element) {
+    return tabs.find((tab) => tab.item.contains(element)) || null;
+  }
+
+  newTabEl.addEventListener('click', newTab);
+
+  tabListEl.addEventListener('click', (event) => {
+    const tab = tabOf(event.target);
+    if (!tab) return;
+    if (event.target.closest('.tab-close')) closeTab(tab);
+    else select(tab);
+  });
+
+  // The keys of the WAI-ARIA tabs pattern: arrows, Home and End move along the list and
+  // show the tab they reach; Delete closes the focused tab.
+  tabListEl.addEventListener('keydown', (event) => {
+    const tab = tabOf(event.target);
+    if (!tab || event.target !== tab.button || event.altKey || event.ctrlKey || event.metaKey) {
+      return;
+    }
+    const at = tabs.indexOf(tab);
+    const next = {
+      ArrowLeft: tabs[(at - 1 + tabs.length) % tabs.length],
+      ArrowRight: tabs[(at + 1) % tabs.length],
+      Home: tabs[0],
+      End: tabs[tabs.length - 1],
+    }[event.key];
+    if (next) {
+      event.preventDefault();
+      select(next, 'tab');
+    } else if (event.key === 'Delete') {
+      event.preventDefault();
+      closeTab(tab, 'tab');
+    }
+  });
+
+  window.addEventListener('online', () => tabs.forEach((tab) => tab.reconnectNow()));
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') tabs.forEach((tab) => tab.reconnectNow());
+  });
+
+  // ---- the key bar ----
+
+  let ctrlArmed = false;
 
   /** The sticky Ctrl of the key bar turns the next typed character into its control code. */
   function applyCtrl(data) {
@@ -475,7 +765,7 @@
   const ARROW_FINAL = { up: 'A', down: 'B', right: 'C', left: 'D' };
   const KEY_BYTES = { esc: '\x1b', tab: '\t' };
 
-  function keySequence(key) {
+  function keySequence(key, term) {
     const final = ARROW_FINAL[key];
     if (!final) return KEY_BYTES[key] || '';
     if (ctrlArmed) return `\x1b[1;5${final}`;
@@ -487,29 +777,27 @@
   keysEl.addEventListener('pointerdown', (event) => event.preventDefault());
   keysEl.addEventListener('click', (event) => {
     const button = event.target.closest('button[data-key]');
-    if (!button) return;
+    if (!button || !active) return;
     const key = button.dataset.key;
     if (key === 'ctrl') {
       setCtrl(!ctrlArmed);
     } else {
-      sendInput(encoder.encode(keySequence(key)));
+      active.sendInput(encoder.encode(keySequence(key, active.term)));
       setCtrl(false);
     }
-    term.focus();
+    active.term.focus();
   });
 
   // ---- size ----
 
   // Watching the element, not just the window, also catches the key bar and the
-  // on-screen keyboard changing the space left for the terminal.
+  // on-screen keyboard changing the space left for the terminals. Hidden tabs keep their
+  // size too, so their shells lay out background output for the size they will show at.
   let fitTimer = 0;
   new ResizeObserver(() => {
     clearTimeout(fitTimer);
-    fitTimer = setTimeout(() => fit.fit(), RESIZE_DEBOUNCE_MS);
+    fitTimer = setTimeout(() => tabs.forEach((tab) => tab.fit.fit()), RESIZE_DEBOUNCE_MS);
   }).observe(screenEl);
-  term.onResize(({ cols, rows }) => {
-    if (live) send(wire.resize(cols, rows));
-  });
 
   // Some mobile browsers (iOS Safari) do not shrink the layout for the on-screen
   // keyboard; following the visual viewport keeps the prompt above it. Pinch zoom also
@@ -525,13 +813,31 @@
   }
 
   window.samTerminal = Object.freeze({
-    term,
-    session,
-    /** 'connecting', 'connected', 'reconnecting' or 'exited'. */
-    state: () => connection,
+    get term() {
+      return active ? active.term : null;
+    },
+    get session() {
+      return active ? active.name : null;
+    },
+    /** 'connecting', 'connected', 'reconnecting', 'exited', or 'closed' with no tab. */
+    state: () => (active ? active.connection : 'closed'),
     /** Offset just past the last output byte written to the terminal. */
-    offset: () => received,
+    offset: () => (active ? active.received : 0),
+    /** Every tab in order: its session, label, connection state, offset, whether shown. */
+    tabs: () =>
+      tabs.map((tab) => ({
+        session: tab.name,
+        label: tab.label,
+        state: tab.connection,
+        offset: tab.received,
+        active: tab === active,
+      })),
   });
 
-  connect();
+  // ---- start: the tabs of the last load, or one new tab ----
+
+  const restored = saved.load();
+  for (const { session, number } of restored.tabs) openTab(session, number);
+  if (tabs.length === 0) openTab(randomUuid(), 1);
+  select(tabs.find((tab) => tab.name === restored.active) || tabs[0]);
 })();

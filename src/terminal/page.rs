@@ -30,6 +30,8 @@ struct TerminalPage<'a> {
     workspace_id: String,
     ws_path: String,
     asset_base: &'a str,
+    /// The agent refuses more sessions than this, so the page offers no more tabs.
+    max_tabs: usize,
 }
 
 #[derive(Template)]
@@ -93,6 +95,7 @@ pub async fn open(
         workspace_id: id.to_string(),
         ws_path: format!("/w/{id}/ws"),
         asset_base: "/assets",
+        max_tabs: sam_protocol::MAX_SESSIONS_PER_WORKSPACE,
     };
     html(StatusCode::OK, page.render())
 }

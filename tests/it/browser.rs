@@ -137,19 +137,34 @@ impl Browser {
         }
     }
 
-    /// Types into the terminal as a person would, through xterm's own input element.
+    /// Types into the terminal on show as a person would, through xterm's own input element.
     pub async fn type_text(&self, text: &str) {
         let textarea = self
             .client
             .wait()
             .at_most(Duration::from_secs(10))
-            .for_element(fantoccini::Locator::Css(".xterm-helper-textarea"))
+            .for_element(fantoccini::Locator::Css(
+                "#sam-screen > .panel:not([hidden]) .xterm-helper-textarea",
+            ))
             .await
             .expect("the terminal's input element");
         textarea
             .send_keys(text)
             .await
             .expect("typing into the terminal");
+    }
+
+    /// Clicks the element `css` selects, as a person would with the mouse.
+    pub async fn click(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("finding {css}: {error}"))
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
     }
 
     /// Presses Ctrl and `key` together, as a person would for Ctrl-C.

@@ -1,7 +1,7 @@
 //! The terminal as people use it, in headless Chromium against a running sam and agent:
-//! resizing the window, reloading the tab, pasting a lot, stopping a flood of output, and
-//! a character whose bytes arrive in two writes. Typing a command and reading its output
-//! is the main path's test.
+//! resizing the window, reloading the tab, pasting a lot, stopping a flood of output, a
+//! character whose bytes arrive in two writes, and tabs of several shells. Typing a command
+//! and reading its output is the main path's test.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,13 @@ const STEP: Duration = Duration::from_secs(20);
 
 /// How soon the prompt must be back after Ctrl-C stops a flood.
 const PROMPT_BACK: Duration = Duration::from_secs(10);
+
+/// How soon the shell of a closed tab must be gone: far under the agent's grace period for
+/// shells without a socket (ten minutes), so only the tab's `close` can end it in time.
+const SHELL_ENDS: Duration = Duration::from_secs(10);
+
+/// The agent's high-water mark of unacknowledged output, past which it pauses a shell.
+const HIGH_WATER: u64 = 256 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shell_follows_the_browser_window_size() {
@@ -168,6 +175,139 @@ async fn a_character_split_across_two_writes_shows_whole() {
     browser.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_are_separate_shells_that_survive_a_reload_and_end_when_closed() {
+    let (_workspace, browser) = open_terminal().await;
+
+    run(&browser, "echo one-$$").await;
+    let one = wait_for_pid(&browser, "one-").await;
+
+    browser.click("#sam-new-tab").await;
+    wait_for_tabs(&browser, 2, 1).await;
+    let text = browser.terminal_text().await;
+    assert!(
+        !text.contains("one-"),
+        "the new tab shows the first one's output:\n{text}"
+    );
+    run(&browser, "cd / && echo two-$$").await;
+    let two = wait_for_pid(&browser, "two-").await;
+    assert_ne!(one, two, "the new tab runs the same shell as the first");
+
+    browser.click(&tab(1)).await;
+    wait_for_tabs(&browser, 2, 0).await;
+    let text = browser.terminal_text().await;
+    assert_eq!(count_lines(&text, &format!("one-{one}")), 1, "{text}");
+    assert_eq!(count_lines(&text, &format!("two-{two}")), 0, "{text}");
+    let cwd = cwd_of(&browser, "first", &one).await;
+    assert_ne!(cwd, "/", "the first tab's shell followed the second's cd");
+
+    browser.client.refresh().await.expect("reloading the page");
+    wait_for_tabs(&browser, 2, 0).await;
+    let text = wait_for_line(&browser, &format!("one-{one}")).await;
+    assert_eq!(count_lines(&text, &format!("one-{one}")), 1, "{text}");
+    browser.click(&tab(2)).await;
+    wait_for_tabs(&browser, 2, 1).await;
+    let text = wait_for_line(&browser, &format!("two-{two}")).await;
+    assert_eq!(count_lines(&text, &format!("two-{two}")), 1, "{text}");
+    assert_eq!(cwd_of(&browser, "second", &two).await, "/");
+
+    browser
+        .click("#sam-tabs > .tab:nth-child(2) .tab-close")
+        .await;
+    wait_for_tabs(&browser, 1, 0).await;
+    let closed = Instant::now();
+    while !process_gone(&two) {
+        assert!(
+            closed.elapsed() < SHELL_ENDS,
+            "the closed tab's shell {two} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cwd_of(&browser, "still", &one).await,
+        cwd,
+        "the first tab's shell still answers"
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_tab_keeps_taking_output_past_flow_control() {
+    let (_workspace, browser) = open_terminal().await;
+    browser.click("#sam-new-tab").await;
+    wait_for_tabs(&browser, 2, 1).await;
+    // The flood starts only once this tab is hidden: when the first tab creates the file.
+    run(
+        &browser,
+        r"while [ ! -e go ]; do sleep 0.1; done; head -c 2000000 /dev/zero | tr '\0' x; echo; echo flood-$((1+1))",
+    )
+    .await;
+    browser.click(&tab(1)).await;
+    wait_for_tabs(&browser, 2, 0).await;
+    run(&browser, "touch go").await;
+
+    // Had the hidden tab stopped acknowledging, its shell would stay paused near the
+    // agent's high-water mark.
+    let flooded = 4 * HIGH_WATER;
+    browser
+        .wait_for_js(
+            &format!("return window.samTerminal.tabs()[1].offset > {flooded}"),
+            STEP,
+            "a megabyte of output in the hidden tab",
+        )
+        .await;
+    browser.click(&tab(2)).await;
+    wait_for_tabs(&browser, 2, 1).await;
+    wait_for_line(&browser, "flood-2").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_so_when_no_more_tabs_may_open() {
+    let (_workspace, browser) = open_terminal().await;
+    let max = sam_protocol::MAX_SESSIONS_PER_WORKSPACE;
+    for open in 2..=max {
+        browser.click("#sam-new-tab").await;
+        wait_for_tabs(&browser, open, open - 1).await;
+    }
+    browser.click("#sam-new-tab").await;
+    let note = browser
+        .wait_for_js(
+            "return document.getElementById('sam-tab-note').textContent",
+            STEP,
+            "a note that no more tabs may open",
+        )
+        .await;
+    assert!(note.as_str().unwrap().contains("close one"), "{note}");
+    assert_eq!(
+        browser
+            .eval("return window.samTerminal.tabs().length")
+            .await,
+        max
+    );
+
+    // The keyboard closes a tab too, which makes room again.
+    let focused = browser
+        .client
+        .find(fantoccini::Locator::Css(&tab(max)))
+        .await
+        .unwrap();
+    focused
+        .send_keys(&fantoccini::key::Key::Delete.to_string())
+        .await
+        .unwrap();
+    wait_for_tabs(&browser, max - 1, max - 2).await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('sam-tab-note').textContent")
+            .await,
+        ""
+    );
+    browser.click("#sam-new-tab").await;
+    wait_for_tabs(&browser, max, max - 1).await;
+    browser.close().await;
+}
+
 /// A ready workspace and a browser showing its terminal, connected. The browser starts
 /// while sam checks the workspace out.
 async fn open_terminal() -> (ReadyWorkspace, Browser) {
@@ -222,9 +362,72 @@ fn last_non_empty_line(text: &str) -> &str {
         .unwrap_or_default()
 }
 
+/// The CSS selector of the `n`th tab (from 1).
+fn tab(n: usize) -> String {
+    format!("#sam-tabs > .tab:nth-child({n}) [role=tab]")
+}
+
+/// Waits until the page has `count` tabs, all connected, with the one at `active` (from 0)
+/// on show.
+async fn wait_for_tabs(browser: &Browser, count: usize, active: usize) {
+    browser
+        .wait_for_js(
+            &format!(
+                "const tabs = window.samTerminal ? window.samTerminal.tabs() : [];
+                 return tabs.length === {count} && tabs[{active}].active
+                     && tabs.every((tab) => tab.state === 'connected')
+                     && document.querySelectorAll('[role=tab][aria-selected=true]').length === 1;"
+            ),
+            STEP,
+            &format!("{count} connected tabs, the one at {active} on show"),
+        )
+        .await;
+}
+
+/// Waits for a line `<prefix><pid>` from the shell of the tab on show; returns the pid.
+async fn wait_for_pid(browser: &Browser, prefix: &str) -> String {
+    let text = browser
+        .wait_for_terminal(STEP, &format!("a line {prefix}<pid>"), |text| {
+            text.lines().any(|line| pid_after(line, prefix).is_some())
+        })
+        .await;
+    text.lines()
+        .find_map(|line| pid_after(line, prefix))
+        .unwrap()
+        .to_owned()
+}
+
+/// The working directory of the shell of the tab on show, which must be `pid`'s; `label`
+/// tells this question's answer from earlier ones still on screen.
+async fn cwd_of(browser: &Browser, label: &str, pid: &str) -> String {
+    let mark = format!("{label}-{pid}-");
+    run(browser, &format!(r#"echo "{label}-$$-$PWD""#)).await;
+    let text = browser
+        .wait_for_terminal(STEP, &format!("a line {mark}<dir>"), |text| {
+            text.lines().any(|line| line.starts_with(&mark))
+        })
+        .await;
+    let line = text.lines().find(|line| line.starts_with(&mark)).unwrap();
+    line[mark.len()..].trim_end().to_owned()
+}
+
+/// Whether the process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn process_gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
+}
+
 /// The pid in a line reading `pid-<digits>`.
 fn pid_in(line: &str) -> Option<&str> {
+    pid_after(line, "pid-")
+}
+
+/// The pid in a line reading `<prefix><digits>`.
+fn pid_after<'l>(line: &'l str, prefix: &str) -> Option<&'l str> {
     line.trim_end()
-        .strip_prefix("pid-")
+        .strip_prefix(prefix)
         .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
