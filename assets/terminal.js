@@ -5,6 +5,8 @@
 //
 // Test hook: `window.samTerminal` = { term, session, state(), offset(), tabs() }; the first
 // four are those of the tab on show.
+//
+// Keys: Alt+Shift+← and → switch tabs from anywhere on the page, the terminal included.
 'use strict';
 
 (() => {
@@ -19,11 +21,38 @@
   const RESIZE_DEBOUNCE_MS = 100;
   /** Input is split below the 1 MiB message limit, so a huge paste cannot close the socket. */
   const INPUT_CHUNK_BYTES = 64 * 1024;
+  /** While the workspace is not ready, sam is asked for its state this often... */
+  const STATE_POLL_MS = 15_000;
+  /** ...for this long at most; then the tab waits for the person to try again. */
+  const STATE_POLL_FOR_MS = 60 * 60_000;
+  /** States in which a tab stops connecting until the person or the workspace resumes it. */
+  const HALTED = new Set(['replaced', 'unavailable', 'failed']);
+  /** Workspace states that never become ready again: asking about them is pointless. */
+  const GONE = new Set(['deleting', 'deleted', 'missing']);
 
   /** Every text this script shows; the rest of the page's words are in terminal.html. */
   const messages = {
     connection: (state, seconds) =>
-      state === 'reconnecting' ? `reconnecting in ${seconds}s` : state,
+      ({
+        reconnecting: `reconnecting in ${seconds}s`,
+        replaced: 'open in another window',
+        unavailable: 'workspace not ready',
+        failed: 'not connected',
+      })[state] || state,
+    replaced: 'This shell was opened in another window.',
+    workspace: (state) =>
+      ({
+        requested: 'The workspace is starting; this tab connects once it is ready.',
+        provisioning: 'The workspace is starting; this tab connects once it is ready.',
+        stopping: 'The workspace is stopped; write /sam restart on the pull request to start it again.',
+        stopped: 'The workspace is stopped; write /sam restart on the pull request to start it again.',
+        failed: 'The workspace failed; write /sam restart on the pull request to try again.',
+      })[state] ||
+      'The workspace was deleted; write /sam open on the pull request for a new one.',
+    expired: 'Your session for this workspace has expired; open the link from GitHub again.',
+    takeBack: 'Take it back',
+    retry: 'Try again',
+    enter: 'or press Enter',
     lost: (bytes) => `[${bytes.toLocaleString('en')} bytes of earlier output were lost]`,
     exit: (status) =>
       status === -1
@@ -143,6 +172,8 @@
   const newTabEl = document.getElementById('sam-new-tab');
   const noteEl = document.getElementById('sam-tab-note');
   const wsPath = root.dataset.wsPath;
+  const statePath = root.dataset.statePath;
+  const workspaceStateEl = document.getElementById('sam-state');
   const workspaceId = root.dataset.workspaceId;
   /** The agent refuses more shells per workspace than this; the server says how many. */
   const maxTabs = Number(root.dataset.maxTabs) || 8;
@@ -183,13 +214,33 @@
     return `\x1b[0;2m${clean}\x1b[0m\r\n`;
   }
 
+  /**
+   * The workspace's state as sam tells it ('ready', 'stopped', …), 'expired' when the
+   * session cookie no longer opens this workspace, or null when sam could not be asked.
+   */
+  async function workspaceState() {
+    let response;
+    try {
+      response = await fetch(statePath, { cache: 'no-store', credentials: 'same-origin' });
+    } catch {
+      return null;
+    }
+    if (response.status === 401 || response.status === 403) return 'expired';
+    if (response.status === 404) return 'missing';
+    if (!response.ok) return null;
+    const { state } = await response.json().catch(() => ({}));
+    if (typeof state !== 'string') return null;
+    workspaceStateEl.textContent = state;
+    return state;
+  }
+
   // ---- the tabs this browser tab had ----
 
   /**
    * Which shells this page shows, kept in sessionStorage: it outlives a reload but is not
    * shared with other browser tabs, so a reload resumes the same shells and another
-   * browser tab starts its own. A known limit: "duplicate tab" copies sessionStorage, so
-   * a duplicate joins the same shells (and each takes them over from the other in turn).
+   * browser tab starts its own. "Duplicate tab" copies sessionStorage, so a duplicate joins
+   * the same shells; each tab that loses its shell to it stops and offers to take it back.
    */
   const saved = (() => {
     const key = `sam.tabs.${workspaceId}`;
@@ -274,6 +325,21 @@
       this.panel.setAttribute('role', 'tabpanel');
       this.panel.setAttribute('aria-labelledby', tabId);
 
+      // Why the tab stopped connecting, and the way out, over the foot of its terminal.
+      this.noticeEl = document.createElement('div');
+      this.noticeEl.className = 'panel-notice';
+      this.noticeEl.hidden = true;
+      this.noticeEl.setAttribute('role', 'alert');
+      this.noticeTextEl = document.createElement('span');
+      this.actionEl = document.createElement('button');
+      this.actionEl.type = 'button';
+      this.actionEl.className = 'panel-action';
+      this.actionEl.addEventListener('click', () => this.resume());
+      const enterEl = document.createElement('span');
+      enterEl.className = 'panel-hint';
+      enterEl.textContent = messages.enter;
+      this.noticeEl.append(this.noticeTextEl, this.actionEl, enterEl);
+
       this.button = document.createElement('button');
       this.button.type = 'button';
       this.button.id = tabId;
@@ -338,6 +404,7 @@
       term.loadAddon(new WebLinksAddon.WebLinksAddon((_event, uri) => openLink(uri)));
       // A hidden panel keeps its size (terminal.css), so the terminal measures right.
       term.open(this.panel);
+      this.panel.append(this.noticeEl);
       this.fit.fit();
 
       term.onTitleChange((title) => this.setTitle(title));
@@ -386,6 +453,14 @@
       this.closing = false;
       /** Connections that failed since the last `ready`, for the backoff. */
       this.attempt = 0;
+      /** Sockets opened so far; also tells a late answer from sam it is out of date. */
+      this.connections = 0;
+      /** The agent's `error` on a socket that has not reached `ready`: why it refused. */
+      this.refusal = null;
+      /** When the tab began waiting for the workspace to be ready, for the polling's end. */
+      this.waitingSince = 0;
+      /** The workspace's state sam last gave while the tab waits for it. */
+      this.waitingFor = null;
       /** Offset just past the last output byte handed to xterm; the next `hello` sends it. */
       this.received = 0;
       /** Offset just past the last byte xterm has finished parsing. */
@@ -398,6 +473,7 @@
       this.connectTimer = 0;
       this.reconnectTimer = 0;
       this.countdownTimer = 0;
+      this.pollTimer = 0;
       this.connection = 'connecting';
       this.seconds = 0;
     }
@@ -418,6 +494,9 @@
 
     connect() {
       this.clearReconnect();
+      this.noticeEl.hidden = true;
+      this.refusal = null;
+      this.connections += 1;
       this.setConnection('connecting');
 
       const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -443,14 +522,20 @@
       ws.onmessage = (event) => {
         if (ws === this.socket && !this.closing) this.receive(event.data);
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         if (ws !== this.socket) return;
         clearTimeout(this.connectTimer);
         this.socket = null;
+        const wasLive = this.live;
         this.live = false;
         if (this.closing) return;
         if (this.exited) this.setConnection('exited');
-        else this.scheduleReconnect();
+        // Another page took the shell over. Reconnecting would take it back, and that page
+        // would do the same, each stealing the shell from the other without end.
+        else if (event.code === 1000 && event.reason === 'replaced') {
+          this.halt('replaced', messages.replaced);
+        } else if (wasLive) this.scheduleReconnect();
+        else this.checkWorkspace();
       };
     }
 
@@ -479,6 +564,7 @@
         case 'exit':
           return this.onExit(message.status);
         case 'error':
+          if (!this.live) this.refusal = message.text;
           return this.notice(messages.error(message.text));
         default:
           console.warn(`sam: ignoring a message of unknown type ${message.code}`);
@@ -559,6 +645,64 @@
       });
     }
 
+    /**
+     * A socket that failed before `ready` may never succeed: sam refuses the handshake for a
+     * workspace that is not ready, which a browser sees only as a failure, and the agent
+     * refuses a shell past its limit. Retrying cannot help either, so sam is asked first.
+     */
+    async checkWorkspace() {
+      const refusal = this.refusal;
+      const connections = this.connections;
+      const state = await workspaceState();
+      // The tab was closed or resumed by hand meanwhile.
+      if (this.closing || this.connections !== connections) return;
+      if (state === 'expired') this.halt('failed', messages.expired);
+      else if (state && state !== 'ready') this.waitForWorkspace(state);
+      else if (refusal) this.halt('failed', refusal);
+      else this.scheduleReconnect();
+    }
+
+    /**
+     * Asks sam about the workspace now and then, and connects once it is ready again. Slowly
+     * and for a bounded time: a stopped workspace starts again only when someone asks for it
+     * on GitHub.
+     */
+    waitForWorkspace(state) {
+      if (this.connection !== 'unavailable') this.waitingSince = Date.now();
+      this.waitingFor = state;
+      this.halt('unavailable', messages.workspace(state));
+      if (GONE.has(state) || Date.now() - this.waitingSince > STATE_POLL_FOR_MS) return;
+      this.pollTimer = setTimeout(() => this.pollWorkspace(), STATE_POLL_MS);
+    }
+
+    async pollWorkspace() {
+      clearTimeout(this.pollTimer);
+      this.pollTimer = 0;
+      const connections = this.connections;
+      const state = await workspaceState();
+      if (this.closing || this.connections !== connections) return;
+      if (state === 'ready') this.connect();
+      else if (state === 'expired') this.halt('failed', messages.expired);
+      // Without an answer, the last one still holds.
+      else this.waitForWorkspace(state || this.waitingFor);
+    }
+
+    /** Stops connecting, saying why in the tab, until `resume`. */
+    halt(state, text) {
+      this.clearReconnect();
+      this.noticeTextEl.textContent = text;
+      this.actionEl.textContent = state === 'replaced' ? messages.takeBack : messages.retry;
+      this.noticeEl.hidden = false;
+      this.setConnection(state);
+    }
+
+    /** The person asks for the shell again: one try, whatever stopped the tab. */
+    resume() {
+      this.attempt = 0;
+      this.connect();
+      if (this === active) this.term.focus();
+    }
+
     scheduleReconnect() {
       // Half of each wait is fixed and half random ("equal jitter"): pages that lost sam at
       // the same moment spread out, and none retries in a tight loop.
@@ -578,12 +722,14 @@
     clearReconnect() {
       clearTimeout(this.reconnectTimer);
       clearInterval(this.countdownTimer);
-      this.reconnectTimer = this.countdownTimer = 0;
+      clearTimeout(this.pollTimer);
+      this.reconnectTimer = this.countdownTimer = this.pollTimer = 0;
     }
 
-    /** Skips the rest of a backoff wait when the network or the browser tab comes back. */
+    /** Skips the rest of a wait when the network or the browser tab comes back. */
     reconnectNow() {
       if (this.reconnectTimer) this.connect();
+      else if (this.pollTimer) this.pollWorkspace();
     }
 
     /**
@@ -591,6 +737,7 @@
      * shell later would surprise more than they help.
      */
     sendInput(bytes) {
+      if (HALTED.has(this.connection) && bytes.length === 1 && bytes[0] === 0x0d) this.resume();
       if (!this.live) return;
       for (let at = 0; at < bytes.length; at += INPUT_CHUNK_BYTES) {
         this.send(wire.input(bytes.subarray(at, at + INPUT_CHUNK_BYTES)));
@@ -610,7 +757,8 @@
       this.term.dispose();
       this.item.remove();
       this.panel.remove();
-      if (this.exited) return;
+      // A replaced tab's shell is another window's now, and a halted tab has no shell to end.
+      if (this.exited || HALTED.has(this.connection)) return;
       if (!this.socket) this.connect();
       else if (this.socket.readyState === WebSocket.OPEN) this.sayClose();
       // A socket still opening says it from onopen.
@@ -736,6 +884,29 @@
     }
   });
 
+  /** -1 or 1 for the keys that switch tabs from anywhere on the page, else 0. */
+  function tabStep(event) {
+    if (!event.altKey || !event.shiftKey || event.ctrlKey || event.metaKey) return 0;
+    return { ArrowLeft: -1, ArrowRight: 1 }[event.key] || 0;
+  }
+
+  // xterm keeps every key typed in it (Tab too), so keyboard users could not leave a
+  // terminal for the tab list. Alt+Shift+arrows are unbound in shells and common programs,
+  // and browsers reserve them for nothing. Caught on the way down, before xterm sees them.
+  window.addEventListener(
+    'keydown',
+    (event) => {
+      const step = tabStep(event);
+      if (step === 0 || tabs.length === 0) return;
+      event.preventDefault();
+      event.stopPropagation();
+      const at = tabs.indexOf(active);
+      const onTabList = tabListEl.contains(document.activeElement);
+      select(tabs[(at + step + tabs.length) % tabs.length], onTabList ? 'tab' : 'terminal');
+    },
+    true,
+  );
+
   window.addEventListener('online', () => tabs.forEach((tab) => tab.reconnectNow()));
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') tabs.forEach((tab) => tab.reconnectNow());
@@ -819,11 +990,18 @@
     get session() {
       return active ? active.name : null;
     },
-    /** 'connecting', 'connected', 'reconnecting', 'exited', or 'closed' with no tab. */
+    /**
+     * 'connecting', 'connected', 'reconnecting', 'exited', 'closed' with no tab, or one that
+     * waits for the person or the workspace: 'replaced' (the shell was opened elsewhere),
+     * 'unavailable' (the workspace is not ready) or 'failed' (the agent refused the shell).
+     */
     state: () => (active ? active.connection : 'closed'),
     /** Offset just past the last output byte written to the terminal. */
     offset: () => (active ? active.received : 0),
-    /** Every tab in order: its session, label, connection state, offset, whether shown. */
+    /**
+     * Every tab in order: its session, label, connection state, offset, whether shown, how
+     * many sockets it opened, and what it says when it stopped connecting.
+     */
     tabs: () =>
       tabs.map((tab) => ({
         session: tab.name,
@@ -831,6 +1009,8 @@
         state: tab.connection,
         offset: tab.received,
         active: tab === active,
+        connections: tab.connections,
+        notice: tab.noticeEl.hidden ? '' : tab.noticeTextEl.textContent,
       })),
   });
 

@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/w/{id}", get(page::open))
         .route("/w/{id}/ws", get(page::socket))
+        .route("/w/{id}/state", get(page::workspace_state))
         .route("/auth/github/callback", get(signin::callback))
         .nest("/assets", assets::router())
         // Browsers must take every answer of sam's for the type it says it is.

@@ -29,6 +29,8 @@ struct TerminalPage<'a> {
     state: &'a str,
     workspace_id: String,
     ws_path: String,
+    /// Where the page asks for the workspace's state: see [`workspace_state`].
+    state_path: String,
     asset_base: &'a str,
     /// The agent refuses more sessions than this, so the page offers no more tabs.
     max_tabs: usize,
@@ -94,6 +96,7 @@ pub async fn open(
         state: workspace.state.as_str(),
         workspace_id: id.to_string(),
         ws_path: format!("/w/{id}/ws"),
+        state_path: format!("/w/{id}/state"),
         asset_base: "/assets",
         max_tabs: sam_protocol::MAX_SESSIONS_PER_WORKSPACE,
     };
@@ -251,6 +254,42 @@ pub async fn socket(
     upgrade
         .max_message_size(sam_protocol::frame::MAX_MESSAGE)
         .on_upgrade(move |browser| relay::run(browser, agent, id, name))
+}
+
+/// `GET /w/{id}/state`: `{"state":"ready"}` and the like, for the page to the same people.
+/// A socket refused before its upgrade (409 for a stopped workspace) shows the browser
+/// nothing but a failure, so the page asks here whether retrying can help.
+pub async fn workspace_state(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    jar: CookieJar,
+) -> Response {
+    if let Err(response) = session(&state, &jar, id) {
+        return *response;
+    }
+    let (status, body) = match state.workspaces.get(id).await {
+        Ok(Some(workspace)) => (
+            StatusCode::OK,
+            serde_json::json!({ "state": workspace.state.as_str() }),
+        ),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "state": "missing" }),
+        ),
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "reading a workspace for its state"
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "error": "database unavailable" }),
+            )
+        }
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    no_store(response.headers_mut());
+    response
 }
 
 fn is_session_name(name: &str) -> bool {

@@ -201,6 +201,14 @@ impl Browser {
         (size[0].as_u64().unwrap(), size[1].as_u64().unwrap())
     }
 
+    /// Makes `window` the one the next commands act on.
+    pub async fn switch_to(&self, window: &fantoccini::wd::WindowHandle) {
+        self.client
+            .switch_to_window(window.clone())
+            .await
+            .expect("switching windows");
+    }
+
     /// Ends the browser session politely; dropping `self` then ends the driver.
     pub async fn close(self) {
         let _ = self.client.clone().close().await;

@@ -245,3 +245,51 @@ async fn links_open_only_for_the_right_person_signed_in_through_github() {
         401
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workspace_state_is_told_only_to_a_session_of_that_workspace() {
+    let scene = ready_workspace("feature/state").await;
+    let client = visitor();
+    let state_of = |id: &str, cookie: Option<&str>| {
+        let mut request = client.get(format!("{}/w/{id}/state", scene.sam.url));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let workspace = workspace_of(&scene.link);
+    let cookie = session_cookie(&scene).await;
+
+    let other = uuid::Uuid::new_v4().to_string();
+    for (id, cookie) in [
+        (workspace.as_str(), None),
+        (workspace.as_str(), Some("sam_session=forged")),
+        // A session of one workspace says nothing of another, not even whether it exists.
+        (other.as_str(), Some(cookie.as_str())),
+    ] {
+        let response = state_of(id, cookie).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{id} with {cookie:?}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("ready"), "{body}");
+    }
+
+    let response = state_of(&workspace, Some(&cookie)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "state": "ready" }));
+
+    scene.set_state("stopped").await;
+    let body: serde_json::Value = state_of(&workspace, Some(&cookie))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, serde_json::json!({ "state": "stopped" }));
+}

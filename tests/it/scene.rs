@@ -28,13 +28,42 @@ pub struct ReadyWorkspace {
     /// Kept for as long as the workspace is used: the repositories sam clones from.
     _git: GitServer,
     /// Kept for as long as the workspace is used: sam's database.
-    _db: TestDatabase,
+    db: TestDatabase,
     /// sam's status comment, once it said "ready".
     pub ready: Comment,
     /// The link in that comment.
     pub link: String,
     /// The commit the branch points at.
     pub head: String,
+}
+
+impl ReadyWorkspace {
+    /// The workspace's id, as its link names it.
+    pub fn workspace_id(&self) -> uuid::Uuid {
+        let id = self
+            .link
+            .split("/w/")
+            .nth(1)
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap();
+        id.parse().unwrap()
+    }
+
+    /// Sets the workspace's state in sam's database behind sam's back, as if it had
+    /// stopped (or become ready again) while the page was open.
+    pub async fn set_state(&self, state: &str) {
+        let pool = self.db.pool().await;
+        let updated = sqlx::query("UPDATE workspaces SET state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(self.workspace_id())
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(updated.rows_affected(), 1);
+        pool.close().await;
+    }
 }
 
 /// Pull request #3 with head `branch`, `/sam open` written on it by its author (who has
@@ -85,7 +114,7 @@ pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
         sam,
         github,
         _git: git,
-        _db: db,
+        db,
         ready,
         link,
         head,

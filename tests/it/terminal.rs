@@ -20,6 +20,10 @@ const PROMPT_BACK: Duration = Duration::from_secs(10);
 /// shells without a socket (ten minutes), so only the tab's `close` can end it in time.
 const SHELL_ENDS: Duration = Duration::from_secs(10);
 
+/// How long a tab that stopped connecting is watched for a reconnect: several times the
+/// page's first retry delays (half a second to one).
+const QUIET: Duration = Duration::from_secs(4);
+
 /// The agent's high-water mark of unacknowledged output, past which it pauses a shell.
 const HIGH_WATER: u64 = 256 * 1024;
 
@@ -305,6 +309,132 @@ async fn the_page_says_so_when_no_more_tabs_may_open() {
     );
     browser.click("#sam-new-tab").await;
     wait_for_tabs(&browser, max, max - 1).await;
+
+    // Another window starts shells of its own, past the agent's limit now. Retrying cannot
+    // help until a tab closes, so the page stops and says why.
+    let page = browser.eval("return location.href").await;
+    let other = browser.client.new_window(false).await.unwrap().handle;
+    browser.switch_to(&other).await;
+    browser.client.goto(page.as_str().unwrap()).await.unwrap();
+    stays_halted(&browser, "failed", "close one").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_opened_in_another_window_stays_there_until_taken_back() {
+    let (_workspace, browser) = open_terminal().await;
+    run(&browser, "echo one-$$").await;
+    let pid = wait_for_pid(&browser, "one-").await;
+    let first = browser.client.window().await.unwrap();
+
+    // What "duplicate tab" does: another window of the page with this one's sessionStorage,
+    // so the same session names.
+    let storage = browser
+        .eval("return JSON.stringify(Object.entries(sessionStorage))")
+        .await;
+    let page = browser.eval("return location.href").await;
+    let page = page.as_str().unwrap();
+    let second = browser.client.new_window(false).await.unwrap().handle;
+    browser
+        .client
+        .switch_to_window(second.clone())
+        .await
+        .unwrap();
+    // Any page of sam's origin will do to write its storage before the terminal loads.
+    let origin = &page[..page.find("/w/").unwrap()];
+    browser
+        .client
+        .goto(&format!("{origin}/healthz"))
+        .await
+        .unwrap();
+    browser
+        .client
+        .execute(
+            "for (const [k, v] of JSON.parse(arguments[0])) sessionStorage.setItem(k, v);",
+            vec![storage],
+        )
+        .await
+        .unwrap();
+    browser.open_terminal(page, STEP).await;
+    wait_for_line(&browser, &format!("one-{pid}")).await;
+
+    browser.switch_to(&first).await;
+    // Before, each window took the shell back within a second of losing it.
+    stays_halted(&browser, "replaced", "another window").await;
+    browser.switch_to(&second).await;
+    browser.wait_for_terminal_connected(STEP).await;
+    run(&browser, "echo two-$$").await;
+    wait_for_line(&browser, &format!("two-{pid}")).await;
+
+    browser.switch_to(&first).await;
+    browser
+        .click("#sam-screen > .panel:not([hidden]) .panel-action")
+        .await;
+    browser.wait_for_terminal_connected(STEP).await;
+    run(&browser, "echo back-$$").await;
+    wait_for_line(&browser, &format!("back-{pid}")).await;
+    browser.switch_to(&second).await;
+    browser
+        .wait_for_js(
+            "return window.samTerminal.state() === 'replaced'",
+            STEP,
+            "the second window to give the shell up",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_workspace_is_waited_for_and_the_shell_resumed_once_ready() {
+    let (workspace, browser) = open_terminal().await;
+    run(&browser, "echo one-$$").await;
+    let pid = wait_for_pid(&browser, "one-").await;
+
+    workspace.set_state("stopped").await;
+    // A reload reconnects at once, and sam now refuses the socket before its upgrade.
+    browser.client.refresh().await.expect("reloading the page");
+    stays_halted(&browser, "unavailable", "/sam restart").await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('sam-state').textContent")
+            .await,
+        "stopped"
+    );
+
+    workspace.set_state("ready").await;
+    // The page asks for the workspace's state every 15 seconds.
+    browser
+        .wait_for_terminal_connected(Duration::from_secs(30))
+        .await;
+    run(&browser, "echo again-$$").await;
+    wait_for_line(&browser, &format!("again-{pid}")).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alt_shift_arrows_switch_tabs_from_inside_the_terminal() {
+    use fantoccini::key::Key;
+
+    let (_workspace, browser) = open_terminal().await;
+    browser.click("#sam-new-tab").await;
+    wait_for_tabs(&browser, 2, 1).await;
+    let left = Key::Alt + &Key::Shift + &Key::Left;
+    let right = Key::Alt + &Key::Shift + &Key::Right;
+
+    browser.type_text(&left).await;
+    wait_for_tabs(&browser, 2, 0).await;
+    // The terminal on show has the keys now, and the shell saw none of the shortcut.
+    run(&browser, "echo first-$((1+1))").await;
+    let text = wait_for_line(&browser, "first-2").await;
+    assert!(
+        !text.contains("[1;4"),
+        "the shell got the shortcut:\n{text}"
+    );
+    browser.type_text(&right).await;
+    wait_for_tabs(&browser, 2, 1).await;
+    // Past the last tab, the first.
+    browser.type_text(&right).await;
+    wait_for_tabs(&browser, 2, 0).await;
     browser.close().await;
 }
 
@@ -314,6 +444,38 @@ async fn open_terminal() -> (ReadyWorkspace, Browser) {
     let (workspace, browser) = tokio::join!(ready_workspace("feature/terminal"), Browser::start());
     browser.open_terminal(&workspace.link, SET_UP).await;
     (workspace, browser)
+}
+
+/// Waits until the first tab has stopped connecting in `state` with a notice saying
+/// `words`, then watches it for [`QUIET`]: it must neither leave that state nor open another
+/// socket meanwhile.
+async fn stays_halted(browser: &Browser, state: &str, words: &str) {
+    let notice = browser
+        .wait_for_js(
+            &format!(
+                "const [tab] = window.samTerminal ? window.samTerminal.tabs() : [];
+                 return tab && tab.state === '{state}' && tab.notice;"
+            ),
+            STEP,
+            &format!("the first tab to stop connecting ({state})"),
+        )
+        .await;
+    assert!(notice.as_str().unwrap().contains(words), "{notice}");
+    let connections = browser
+        .eval("return window.samTerminal.tabs()[0].connections")
+        .await;
+    let start = Instant::now();
+    while start.elapsed() < QUIET {
+        let now = browser
+            .eval("const [tab] = window.samTerminal.tabs(); return [tab.state, tab.connections];")
+            .await;
+        assert_eq!(
+            now,
+            serde_json::json!([state, connections]),
+            "the tab went on connecting"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Types `command` and Enter.
