@@ -77,6 +77,7 @@ fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing();
+    raise_open_files_limit();
     install_crypto();
     let app = sam::app::App::start(config).await?;
     sam::server::serve(app).await
@@ -121,6 +122,22 @@ fn init_tracing() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Every terminal sam relays holds two sockets, the browser's and the agent's, so a thousand
+/// open terminals need more descriptors than the soft limit many systems start services with
+/// (1024), and new sockets would fail. The hard limit is what the administrator allows: take
+/// it all. The agent sam starts inherits the raised limit.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
+            Err(error) => tracing::warn!(%error, soft, "cannot raise the open files limit"),
+        },
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the open files limit"),
     }
 }
 

@@ -94,6 +94,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    raise_open_files_limit();
 
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,6 +142,22 @@ fn die_with_parent() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Each session holds its socket and its PTY three times over (the master, and the copies
+/// its reader and writer threads own), so a thousand sessions need more descriptors than the
+/// soft limit many systems start processes with (1024), and shells would fail to start. The
+/// hard limit is what the administrator allows: take it all.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
+            Err(error) => tracing::warn!(%error, soft, "cannot raise the open files limit"),
+        },
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the open files limit"),
+    }
 }
 
 fn take_key() -> anyhow::Result<Vec<u8>> {

@@ -28,7 +28,10 @@ pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, sessio
         }
     };
     let (mut browser_tx, mut browser_rx) = browser.split();
-    let agent_socket = match tokio_tungstenite::connect_async(request).await {
+    // Without Nagle's algorithm: a keystroke sent right after an ack would otherwise wait for
+    // the agent's delayed TCP acknowledgement of the ack, about 40 ms.
+    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let agent_socket = match connect.await {
         Ok((socket, _)) => socket,
         Err(error) => {
             tracing::warn!(%error, %workspace, "the workspace agent refused a terminal");

@@ -4,10 +4,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
-use reqwest::header::{LOCATION, ORIGIN};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use reqwest::header::LOCATION;
 
-use crate::scene::{REPO, ReadyWorkspace, ready_workspace};
+use crate::scene::{REPO, ReadyWorkspace, ready_workspace, workspace_of};
 
 /// A browser-like client: keeps cookies and follows redirects, across sam and the stand-in.
 fn visitor() -> reqwest::Client {
@@ -22,17 +21,6 @@ fn visitor() -> reqwest::Client {
 /// The same link with its token replaced by `token`.
 fn with_token(link: &str, token: &str) -> String {
     format!("{}?t={token}", link.split('?').next().unwrap())
-}
-
-/// The workspace id in a link.
-fn workspace_of(link: &str) -> String {
-    link.split("/w/")
-        .nth(1)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// A link token minted with sam's own key, as if sam had made it at `iat` and until `exp`.
@@ -57,70 +45,11 @@ fn now() -> u64 {
 /// The status of a WebSocket handshake to the workspace's terminal with `cookie`, sent from
 /// a page of `origin`.
 async fn socket_status(scene: &ReadyWorkspace, cookie: &str, origin: &str) -> u16 {
-    let url = format!(
-        "{}/w/{}/ws?session=t1",
-        scene.sam.url.replacen("http", "ws", 1),
-        workspace_of(&scene.link)
-    );
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert(ORIGIN, origin.parse().unwrap());
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    match tokio_tungstenite::connect_async(request).await {
+    match tokio_tungstenite::connect_async(scene.terminal_request("t1", cookie, origin)).await {
         Ok(_) => 101,
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
         Err(error) => panic!("unexpected handshake error: {error}"),
     }
-}
-
-/// The `sam_session` cookie of the requester, obtained by following the link and the sign-in
-/// redirects by hand, as a browser would.
-async fn session_cookie(scene: &ReadyWorkspace) -> String {
-    scene.github.sign_in_as("chhsia0");
-    let manual = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    // Through sign-in by hand: link → GitHub → callback → link → page.
-    let mut cookies: Vec<String> = Vec::new();
-    let mut url = scene.link.clone();
-    for _ in 0..6 {
-        let mut request = manual.get(&url);
-        if !cookies.is_empty() {
-            request = request.header("cookie", cookies.join("; "));
-        }
-        let response = request.send().await.unwrap();
-        for value in response.headers().get_all("set-cookie") {
-            let pair = value
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
-            let name = pair.split('=').next().unwrap().to_owned();
-            cookies.retain(|c| !c.starts_with(&format!("{name}=")));
-            cookies.push(pair);
-        }
-        match response.headers().get(LOCATION) {
-            Some(location) => {
-                let location = location.to_str().unwrap();
-                url = if location.starts_with('/') {
-                    format!("{}{location}", scene.sam.url)
-                } else {
-                    location.to_owned()
-                };
-            }
-            None => break,
-        }
-    }
-    cookies
-        .into_iter()
-        .find(|c| c.starts_with("sam_session="))
-        .expect("a session cookie after sign-in")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +163,7 @@ async fn links_open_only_for_the_right_person_signed_in_through_github() {
     assert!(response.text().await.unwrap().contains("another workspace"));
 
     // The terminal socket: sam's own origin is let through, another site's is not.
-    let cookie = session_cookie(&scene).await;
+    let cookie = scene.session_cookie().await;
     assert_eq!(socket_status(&scene, &cookie, &scene.sam.url).await, 101);
     assert_eq!(
         socket_status(&scene, &cookie, "http://evil.example").await,
@@ -258,7 +187,7 @@ async fn the_workspace_state_is_told_only_to_a_session_of_that_workspace() {
         request.send()
     };
     let workspace = workspace_of(&scene.link);
-    let cookie = session_cookie(&scene).await;
+    let cookie = scene.session_cookie().await;
 
     let other = uuid::Uuid::new_v4().to_string();
     for (id, cookie) in [

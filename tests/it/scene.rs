@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use reqwest::header::{LOCATION, ORIGIN};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 
 use crate::server::SamServer;
 use crate::support::db::TestDatabase;
@@ -40,15 +43,7 @@ pub struct ReadyWorkspace {
 impl ReadyWorkspace {
     /// The workspace's id, as its link names it.
     pub fn workspace_id(&self) -> uuid::Uuid {
-        let id = self
-            .link
-            .split("/w/")
-            .nth(1)
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap();
-        id.parse().unwrap()
+        workspace_of(&self.link).parse().unwrap()
     }
 
     /// Sets the workspace's state in sam's database behind sam's back, as if it had
@@ -63,6 +58,68 @@ impl ReadyWorkspace {
             .unwrap();
         assert_eq!(updated.rows_affected(), 1);
         pool.close().await;
+    }
+
+    /// The `sam_session` cookie of the requester, obtained by following the link and the
+    /// sign-in redirects by hand, as a browser would.
+    pub async fn session_cookie(&self) -> String {
+        self.github.sign_in_as(REQUESTER);
+        let manual = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        // Through sign-in by hand: link → GitHub → callback → link → page.
+        let mut cookies: Vec<String> = Vec::new();
+        let mut url = self.link.clone();
+        for _ in 0..6 {
+            let mut request = manual.get(&url);
+            if !cookies.is_empty() {
+                request = request.header("cookie", cookies.join("; "));
+            }
+            let response = request.send().await.unwrap();
+            for value in response.headers().get_all("set-cookie") {
+                let pair = value
+                    .to_str()
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                let name = pair.split('=').next().unwrap().to_owned();
+                cookies.retain(|c| !c.starts_with(&format!("{name}=")));
+                cookies.push(pair);
+            }
+            match response.headers().get(LOCATION) {
+                Some(location) => {
+                    let location = location.to_str().unwrap();
+                    url = if location.starts_with('/') {
+                        format!("{}{location}", self.sam.url)
+                    } else {
+                        location.to_owned()
+                    };
+                }
+                None => break,
+            }
+        }
+        cookies
+            .into_iter()
+            .find(|c| c.starts_with("sam_session="))
+            .expect("a session cookie after sign-in")
+    }
+
+    /// The WebSocket handshake of the workspace's terminal session `session`, carrying
+    /// `cookie` and sent from a page of `origin`.
+    pub fn terminal_request(&self, session: &str, cookie: &str, origin: &str) -> Request {
+        let url = format!(
+            "{}/w/{}/ws?session={session}",
+            self.sam.url.replacen("http", "ws", 1),
+            workspace_of(&self.link)
+        );
+        let mut request = url.into_client_request().unwrap();
+        let headers = request.headers_mut();
+        headers.insert(ORIGIN, origin.parse().unwrap());
+        headers.insert("cookie", cookie.parse().unwrap());
+        request
     }
 }
 
@@ -119,6 +176,17 @@ pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
         link,
         head,
     }
+}
+
+/// The workspace id in a link.
+pub fn workspace_of(link: &str) -> String {
+    link.split("/w/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// The fixture comment on pull request #3, with its body replaced by `body` and its id by

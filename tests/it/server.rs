@@ -103,6 +103,15 @@ impl SamServer {
             .expect("posting a delivery")
     }
 
+    /// The process id of `sam serve`.
+    #[allow(
+        dead_code,
+        reason = "the terminal benchmark reads sam's memory; no test does"
+    )]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where the agent keeps workspaces.
     pub fn workspaces_dir(&self) -> PathBuf {
         self.data_dir.path().join("workspaces")
@@ -117,16 +126,19 @@ impl Drop for SamServer {
 }
 
 /// sam finds `sam-agent` beside its own binary; `cargo test --workspace` builds it, and a
-/// narrower `cargo test --test it` gets it built here.
+/// narrower `cargo test --test it` gets it built here, optimized when this harness is (the
+/// benchmarks), so it lands beside the optimized `sam`.
 fn ensure_agent_is_built() {
     let sam = Path::new(env!("CARGO_BIN_EXE_sam"));
     if sam.with_file_name("sam-agent").is_file() {
         return;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-p", "sam-agent", "--bin", "sam-agent"])
-        .status()
-        .expect("running cargo build -p sam-agent");
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "sam-agent", "--bin", "sam-agent"]);
+    if !cfg!(debug_assertions) {
+        build.arg("--release");
+    }
+    let status = build.status().expect("running cargo build -p sam-agent");
     assert!(status.success(), "building sam-agent failed");
 }
