@@ -2,13 +2,16 @@
 //! HTTP server and the delivery workers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::database::workspaces::WorkspaceModel;
 use crate::github::GitHub;
 use crate::terminal::link::Signer;
 use crate::workspaces::local::{self, LocalAgent};
@@ -49,6 +52,9 @@ impl App {
             deliveries_waiting: Arc::new(Notify::new()),
         });
         app.reconcile().await;
+        if let Some(timeout) = app.config.idle_timeout {
+            tokio::spawn(app.clone().stop_idle_workspaces(timeout));
+        }
         for _ in 0..WORKERS {
             tokio::spawn(events::worker::run(
                 app.clone(),
@@ -59,7 +65,8 @@ impl App {
     }
 
     /// Fails the workspaces a previous run left half-prepared, and says so on GitHub, so that
-    /// nobody waits on a status comment that will never move.
+    /// nobody waits on a status comment that will never move; finishes the stops and
+    /// deletions it left halfway.
     ///
     /// This assumes one sam process per database: a second process starting up would fail
     /// the first one's workspaces in the middle of their checkout.
@@ -71,9 +78,27 @@ impl App {
                 return;
             }
         };
-        let preparing = stranded
+        let (preparing, ending): (Vec<_>, Vec<_>) = stranded
             .into_iter()
-            .filter(|w| matches!(w.state, State::Requested | State::Provisioning));
+            .partition(|w| matches!(w.state, State::Requested | State::Provisioning));
+        // A stop or deletion is finished rather than undone: the person asked for it, and
+        // the agent's side of both can be done twice.
+        for workspace in ending {
+            let finished = match workspace.state {
+                State::Stopping => self.workspaces.finish_stop(workspace.id).await,
+                _ => self.workspaces.finish_delete(workspace.id).await,
+            };
+            match finished {
+                Ok(()) => {
+                    tracing::info!(workspace = %workspace.id, state = %workspace.state, "finished a stop or deletion left in transition")
+                }
+                Err(error) => tracing::warn!(
+                    workspace = %workspace.id,
+                    error = format!("{error:#}"),
+                    "cannot finish a stop or deletion left in transition"
+                ),
+            }
+        }
         for workspace in preparing {
             let reason = "sam restarted while preparing this workspace; write `/sam open` again";
             tracing::warn!(workspace = %workspace.id, state = %workspace.state, "failing a workspace left in transition");
@@ -84,31 +109,92 @@ impl App {
                 );
                 continue;
             }
-            let Some(comment) = workspace.status_comment_id else {
-                continue;
-            };
             let phase = replies::Phase::Failed {
                 reason,
                 log: String::new(),
             };
-            let body = replies::render(&replies::Status::new(
-                &workspace.requester_login,
-                &workspace.branch,
-                &workspace.head_sha,
-                phase,
-            ));
-            let edited = async {
-                let repo = self
-                    .github
-                    .repo(workspace.installation_id as u64, &workspace.repo_full_name)?;
-                repo.update_comment(comment as u64, &body).await
+            self.edit_status(&workspace, phase).await;
+        }
+    }
+
+    /// Stops, now and then, every ready workspace whose terminals carried no traffic for
+    /// `timeout`, and says so in its status comment.
+    async fn stop_idle_workspaces(self: Arc<Self>, timeout: Duration) {
+        let started = OffsetDateTime::now_utc();
+        // Checked a few times per timeout, so a workspace stops at most a quarter late.
+        let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let reason = format!(
+            "after {} without terminal activity",
+            humantime::format_duration(timeout)
+        );
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let ready = match self.workspaces.ready().await {
+                Ok(ready) => ready,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot look for idle workspaces"
+                    );
+                    continue;
+                }
             };
-            if let Err(error) = edited.await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot update a stranded workspace's status comment"
-                );
+            let now = OffsetDateTime::now_utc();
+            for workspace in ready {
+                let active = [
+                    Some(started),
+                    Some(workspace.updated_at),
+                    self.workspaces.activity().last(workspace.id),
+                ]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(started);
+                if now - active < timeout {
+                    continue;
+                }
+                match self.workspaces.stop(&workspace).await {
+                    Ok(true) => {
+                        tracing::info!(workspace = %workspace.id, "stopped an idle workspace");
+                        self.edit_status(&workspace, replies::Phase::Stopped { reason: &reason })
+                            .await;
+                    }
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(
+                        workspace = %workspace.id,
+                        error = format!("{error:#}"),
+                        "cannot stop an idle workspace"
+                    ),
+                }
             }
+        }
+    }
+
+    /// Edits a workspace's status comment, if it has one; failures are logged.
+    pub async fn edit_status(&self, workspace: &WorkspaceModel, phase: replies::Phase<'_>) {
+        let Some(comment) = workspace.status_comment_id else {
+            return;
+        };
+        let body = replies::render(&replies::Status::new(
+            &workspace.requester_login,
+            &workspace.branch,
+            &workspace.head_sha,
+            phase,
+        ));
+        let edited = async {
+            self.github
+                .repo(workspace.installation_id as u64, &workspace.repo_full_name)?
+                .update_comment(comment as u64, &body)
+                .await
+        };
+        if let Err(error) = edited.await {
+            tracing::warn!(
+                workspace = %workspace.id,
+                error = format!("{error:#}"),
+                "cannot edit a workspace's status comment"
+            );
         }
     }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use jsonwebtoken::EncodingKey;
 use secrecy::SecretString;
@@ -18,6 +19,7 @@ pub const KEYS: &[&str] = &[
     "SAM_LISTEN",
     "SAM_PUBLIC_URL",
     "SAM_DATA_DIR",
+    "SAM_IDLE_TIMEOUT",
     "GITHUB_API_URL",
     "GITHUB_URL",
     "GITHUB_APP_ID",
@@ -36,6 +38,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub public_url: Url,
     pub data_dir: PathBuf,
+    /// How long a ready workspace may go without terminal traffic before sam stops it;
+    /// `None` when operators turned idle stops off.
+    pub idle_timeout: Option<Duration>,
     pub github_api_url: Url,
     pub github_url: Url,
     pub app: AppCredentials,
@@ -65,6 +70,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url.as_str())
             .field("data_dir", &self.data_dir)
+            .field("idle_timeout", &self.idle_timeout)
             .field("github_api_url", &self.github_api_url.as_str())
             .field("github_url", &self.github_url.as_str())
             .field("app_id", &self.app.id)
@@ -199,6 +205,13 @@ impl Config {
             parse_base_url,
         );
         let data_dir = PathBuf::from(source.get("SAM_DATA_DIR").unwrap_or("data"));
+        let idle_timeout = parse_or(
+            source,
+            "SAM_IDLE_TIMEOUT",
+            "30m",
+            &mut problems,
+            parse_idle_timeout,
+        );
 
         let app_id = app_id.and_then(|v| match v.parse::<u64>() {
             Ok(id) if id > 0 => Some(id),
@@ -241,6 +254,7 @@ impl Config {
                 listen,
                 public_url,
                 data_dir,
+                idle_timeout: idle_timeout.flatten(),
                 github_api_url,
                 github_url,
                 app: AppCredentials {
@@ -292,6 +306,17 @@ fn parse_base_url(raw: &str) -> Result<Url, String> {
         url.set_path(&format!("{}/", url.path()));
     }
     Ok(url)
+}
+
+/// A duration like `30m`, `2h` or `90s`, or `off`.
+fn parse_idle_timeout(raw: &str) -> Result<Option<Duration>, String> {
+    if raw.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(raw) {
+        Ok(duration) if !duration.is_zero() => Ok(Some(duration)),
+        _ => Err("must be a duration like 30m, 2h or 90s, or off".into()),
+    }
 }
 
 fn private_key(source: &Source, problems: &mut Vec<String>) -> Option<EncodingKey> {
@@ -387,6 +412,22 @@ mod tests {
     fn unknown_file_keys_are_refused() {
         let err = parse_toml(Path::new("sam.toml"), "GITHUB_APP_IDD = 3").unwrap_err();
         assert!(err.contains("unknown key GITHUB_APP_IDD"));
+    }
+
+    #[test]
+    fn idle_timeouts_read_as_durations_or_off() {
+        assert_eq!(
+            parse_idle_timeout("30m"),
+            Ok(Some(Duration::from_secs(1800)))
+        );
+        assert_eq!(
+            parse_idle_timeout("1h 30m"),
+            Ok(Some(Duration::from_secs(5400)))
+        );
+        assert_eq!(parse_idle_timeout("OFF"), Ok(None));
+        for bad in ["0s", "soon", "30", ""] {
+            assert!(parse_idle_timeout(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

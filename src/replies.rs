@@ -12,11 +12,13 @@ pub struct Help<'a> {
     pub slug: &'a str,
 }
 
-/// A command from someone who may not open workspaces on this repository.
+/// A command from someone who may not change workspaces on this repository.
 #[derive(Template)]
 #[template(path = "replies/not_allowed.md")]
 pub struct NotAllowed<'a> {
     pub login: &'a str,
+    /// The command refused, like `open` or `stop`.
+    pub verb: &'a str,
 }
 
 /// A command sam could not understand.
@@ -56,8 +58,54 @@ pub struct Status<'a> {
 /// Where a workspace is, as its status comment says.
 pub enum Phase<'a> {
     Preparing,
-    Ready { link: &'a str },
-    Failed { reason: &'a str, log: String },
+    Ready {
+        link: &'a str,
+    },
+    Failed {
+        reason: &'a str,
+        log: String,
+    },
+    /// Stopped, for a reason like "on request".
+    Stopped {
+        reason: &'a str,
+    },
+    /// Deleted, for a reason like "when the pull request was closed".
+    Deleted {
+        reason: &'a str,
+    },
+}
+
+/// The answer to `/sam stop`, `/sam restart`, `/sam delete` and `/sam status`: one line
+/// per workspace of the issue or pull request.
+#[derive(Template)]
+#[template(path = "replies/workspaces.md")]
+pub struct Workspaces<'a> {
+    pub login: &'a str,
+    pub verb: &'a str,
+    /// "issue" or "pull request".
+    pub place: &'a str,
+    pub rows: Vec<WorkspaceRow>,
+}
+
+/// One workspace in a [`Workspaces`] answer.
+pub struct WorkspaceRow {
+    pub branch: String,
+    pub commit: String,
+    pub requester: String,
+    /// What the command did to it, or where it is.
+    pub outcome: String,
+}
+
+impl WorkspaceRow {
+    /// The row of the workspace on `branch` at `commit`, opened by `requester`.
+    pub fn new(branch: &str, commit: &str, requester: &str, outcome: String) -> Self {
+        Self {
+            branch: code_span(branch),
+            commit: code_span(commit.get(..12).unwrap_or(commit)),
+            requester: requester.to_owned(),
+            outcome,
+        }
+    }
 }
 
 /// GitHub refuses comments over 65,536 characters; logs are cut well before that.

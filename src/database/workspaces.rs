@@ -147,6 +147,78 @@ pub async fn transition(
     tx.commit().await
 }
 
+/// Moves a workspace to `state` only if it is in one of `from`, and logs the change; false
+/// when it was elsewhere. Commands that race (a stop during a delete, a checkout finishing
+/// after a delete) are decided here, by the row, not by who came first in memory.
+pub async fn transition_from(
+    db: &PgPool,
+    id: Uuid,
+    from: &[State],
+    state: State,
+    message: Option<&str>,
+) -> sqlx::Result<bool> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let mut tx = db.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE workspaces SET state = $2, updated_at = now(),
+             error = CASE WHEN $2 = 'failed' THEN $3 ELSE NULL END
+         WHERE id = $1 AND state = ANY($4)",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(message)
+    .bind(&from)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if moved {
+        record_event(&mut *tx, id, state, message).await?;
+    }
+    tx.commit().await?;
+    Ok(moved)
+}
+
+/// The workspaces of one issue or pull request that have not been deleted, oldest first.
+pub async fn on_issue(
+    db: impl PgExecutor<'_>,
+    repo_id: i64,
+    issue_number: i64,
+) -> sqlx::Result<Vec<WorkspaceModel>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM workspaces
+         WHERE repo_id = $1 AND issue_number = $2 AND state <> 'deleted'
+         ORDER BY created_at"
+    ))
+    .bind(repo_id)
+    .bind(issue_number)
+    .fetch_all(db)
+    .await
+}
+
+/// The workspaces of an installation that have not been deleted, all of them or those of
+/// some of its repositories.
+pub async fn of_installation(
+    db: impl PgExecutor<'_>,
+    installation_id: i64,
+    repo_ids: Option<&[i64]>,
+) -> sqlx::Result<Vec<WorkspaceModel>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM workspaces
+         WHERE installation_id = $1 AND ($2::bigint[] IS NULL OR repo_id = ANY($2))
+           AND state <> 'deleted'
+         ORDER BY created_at"
+    ))
+    .bind(installation_id)
+    .bind(repo_ids)
+    .fetch_all(db)
+    .await
+}
+
 /// Remembers the comment sam edits as the workspace moves.
 pub async fn set_status_comment(
     db: impl PgExecutor<'_>,

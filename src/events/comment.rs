@@ -3,9 +3,11 @@
 use anyhow::Context;
 use tracing::Instrument;
 
+use super::lifecycle;
 use crate::app::App;
 use crate::commands::{self, Command, OpenArgs};
 use crate::database::deliveries;
+use crate::database::workspaces::WorkspaceModel;
 use crate::github::events::IssueCommentEvent;
 use crate::github::{RepoClient, clone_url};
 use crate::replies::{self, Phase};
@@ -56,14 +58,7 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
                     });
                     repo.create_comment(event.issue.number, &help).await?;
                 }
-                Ok(other) => {
-                    let error = format!("`/sam {}` is not available yet", other.verb());
-                    let reply = replies::render(&replies::CommandError {
-                        login,
-                        error: &error,
-                    });
-                    repo.create_comment(event.issue.number, &reply).await?;
-                }
+                Ok(command) => lifecycle::run(app, &repo, &event, &command).await?,
                 Err(error) => {
                     let error = error.to_string();
                     let reply = replies::render(&replies::CommandError {
@@ -93,6 +88,7 @@ async fn open(
     if !repo.permission(&person.login).await?.may_open_workspaces() {
         let reply = replies::render(&replies::NotAllowed {
             login: &person.login,
+            verb: "open",
         });
         repo.create_comment(issue, &reply).await?;
         return Ok(());
@@ -117,34 +113,46 @@ async fn open(
     let (workspace, created) = app.workspaces.find_or_create(&request).await?;
     tracing::info!(workspace = %workspace.id, created, state = %workspace.state, "open");
 
-    let status = |phase| {
-        replies::render(&replies::Status::new(
-            &person.login,
-            &workspace.branch,
-            &workspace.head_sha,
-            phase,
-        ))
-    };
     if !created && workspace.state == State::Ready {
         let link = app.link(workspace.id, &person.login)?;
-        repo.create_comment(issue, &status(Phase::Ready { link: &link }))
-            .await?;
+        let body = status_of(&workspace, Phase::Ready { link: &link });
+        repo.create_comment(issue, &body).await?;
         return Ok(());
     }
     if !created && workspace.state != State::Stopped {
         // Another delivery is preparing it and will post the link.
         return Ok(());
     }
+    prepare(app, repo, &workspace).await?;
+    Ok(())
+}
 
+/// How [`prepare`] ended, for the replies that mention it.
+pub(super) enum Prepared {
+    Ready {
+        link: String,
+    },
+    Failed,
+    /// Another delivery is preparing the workspace and reports on it.
+    Overtaken,
+}
+
+/// Provisions a requested or stopped workspace, saying so in its status comment (posted
+/// now if it has none) as it goes: preparing, then ready with the link, or failed.
+pub(super) async fn prepare(
+    app: &App,
+    repo: &RepoClient,
+    workspace: &WorkspaceModel,
+) -> anyhow::Result<Prepared> {
+    let preparing = status_of(workspace, Phase::Preparing);
     let comment_id = match workspace.status_comment_id {
         Some(id) => {
-            repo.update_comment(id as u64, &status(Phase::Preparing))
-                .await?;
+            repo.update_comment(id as u64, &preparing).await?;
             id as u64
         }
         None => {
             let id = repo
-                .create_comment(issue, &status(Phase::Preparing))
+                .create_comment(workspace.issue_number as u64, &preparing)
                 .await?;
             crate::database::workspaces::set_status_comment(&app.db, workspace.id, id as i64)
                 .await?;
@@ -152,40 +160,50 @@ async fn open(
         }
     };
 
-    let outcome = match app.workspaces.provision(&workspace).await {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            let reason = "sam could not reach GitHub or the workspace host; try again in a minute";
-            tracing::error!(error = format!("{error:#}"), "provisioning failed");
-            app.workspaces.fail(workspace.id, reason).await?;
-            let body = status(Phase::Failed {
-                reason,
-                log: String::new(),
-            });
-            repo.update_comment(comment_id, &body).await?;
-            return Ok(());
+    let (body, prepared) = match app.workspaces.provision(workspace).await {
+        Ok(Provisioned::Ready) => {
+            let link = app.link(workspace.id, &workspace.requester_login)?;
+            let body = status_of(workspace, Phase::Ready { link: &link });
+            (body, Prepared::Ready { link })
         }
-    };
-    let body = match outcome {
-        Provisioned::Ready => {
-            let link = app.link(workspace.id, &person.login)?;
-            status(Phase::Ready { link: &link })
-        }
-        Provisioned::Failed(failed) => {
+        Ok(Provisioned::Failed(failed)) => {
             let log = if failed.log.is_empty() {
                 String::new()
             } else {
                 replies::Status::failed_log(&failed.log)
             };
-            status(Phase::Failed {
+            let phase = Phase::Failed {
                 reason: &failed.message,
                 log,
-            })
+            };
+            (status_of(workspace, phase), Prepared::Failed)
+        }
+        Ok(Provisioned::Overtaken) => return Ok(Prepared::Overtaken),
+        Err(error) => {
+            let reason = "sam could not reach GitHub or the workspace host; try again in a minute";
+            tracing::error!(error = format!("{error:#}"), "provisioning failed");
+            app.workspaces.fail(workspace.id, reason).await?;
+            let phase = Phase::Failed {
+                reason,
+                log: String::new(),
+            };
+            (status_of(workspace, phase), Prepared::Failed)
         }
     };
     repo.update_comment(comment_id, &body)
         .await
-        .context("posting the workspace's status")
+        .context("posting the workspace's status")?;
+    Ok(prepared)
+}
+
+/// The text of a workspace's status comment in `phase`.
+pub(super) fn status_of(workspace: &WorkspaceModel, phase: Phase<'_>) -> String {
+    replies::render(&replies::Status::new(
+        &workspace.requester_login,
+        &workspace.branch,
+        &workspace.head_sha,
+        phase,
+    ))
 }
 
 /// What to check out: a branch name, the ref to fetch it by, and the commit.

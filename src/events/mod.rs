@@ -1,11 +1,15 @@
 //! What sam does with each stored webhook delivery.
 
 mod comment;
+mod lifecycle;
+mod removal;
 pub mod worker;
 
 use crate::app::App;
 use crate::database::deliveries::DeliveryModel;
-use crate::github::events::IssueCommentEvent;
+use crate::github::events::{
+    InstallationEvent, InstallationRepositoriesEvent, IssueCommentEvent, PullRequestEvent,
+};
 
 /// How handling a delivery went wrong, which decides whether to try again.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,18 @@ pub async fn handle(app: &App, delivery: &DeliveryModel) -> Result<(), HandleErr
         "issue_comment" => {
             let event: IssueCommentEvent = read(delivery)?;
             comment::handle(app, delivery.id, event).await?;
+        }
+        "pull_request" => {
+            let event: PullRequestEvent = read(delivery)?;
+            removal::pull_request(app, event).await?;
+        }
+        "installation" => {
+            let event: InstallationEvent = read(delivery)?;
+            removal::installation(app, event).await?;
+        }
+        "installation_repositories" => {
+            let event: InstallationRepositoriesEvent = read(delivery)?;
+            removal::repositories(app, event).await?;
         }
         other => tracing::debug!(event = other, "nothing to do for this event"),
     }

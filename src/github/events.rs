@@ -75,6 +75,36 @@ impl Issue {
     }
 }
 
+/// `pull_request`: sam acts on its closing (merged or not).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequestEvent {
+    pub action: String,
+    pub number: u64,
+    pub repository: Repository,
+}
+
+/// `installation`: sam acts on the App's removal from an account.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstallationEvent {
+    pub action: String,
+    pub installation: InstallationRef,
+}
+
+/// `installation_repositories`: sam acts on repositories taken out of an installation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstallationRepositoriesEvent {
+    pub action: String,
+    pub installation: InstallationRef,
+    #[serde(default)]
+    pub repositories_removed: Vec<RepositoryRef>,
+}
+
+/// A repository as lists of them in installation events name it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepositoryRef {
+    pub id: u64,
+}
+
 /// Only the action, to route an event before reading the rest of it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ActionOnly {

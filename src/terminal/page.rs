@@ -251,9 +251,10 @@ pub async fn socket(
                 .into_response();
         }
     };
+    let activity = state.workspaces.activity().clone();
     upgrade
         .max_message_size(sam_protocol::frame::MAX_MESSAGE)
-        .on_upgrade(move |browser| relay::run(browser, agent, id, name))
+        .on_upgrade(move |browser| relay::run(browser, agent, activity, id, name))
 }
 
 /// `GET /w/{id}/state`: `{"state":"ready"}` and the like, for the page to the same people.

@@ -4,7 +4,8 @@
 //! unchanged keeps the relay cheap. Each direction is its own task so that a slow browser
 //! never delays keystrokes on their way to the shell.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -13,13 +14,50 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame as AgentCloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use uuid::Uuid;
 
+use crate::workspaces::Activity;
 use crate::workspaces::agent::AgentClient;
 
 /// How often sam pings the browser: well under the idle timeouts of common proxies (60 s).
 const KEEPALIVE: Duration = Duration::from_secs(20);
 
-/// Connects to the agent's session and copies frames both ways until either side closes.
-pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, session: String) {
+/// Traffic is recorded at most this often per direction: idle stops are measured in
+/// minutes, and a flood of output should not take a lock per frame.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(1);
+
+/// Records a workspace's terminal traffic, at most once per [`ACTIVITY_EVERY`].
+struct Traffic {
+    activity: Arc<Activity>,
+    workspace: Uuid,
+    recorded: Instant,
+}
+
+impl Traffic {
+    fn new(activity: Arc<Activity>, workspace: Uuid) -> Self {
+        activity.touch(workspace);
+        Self {
+            activity,
+            workspace,
+            recorded: Instant::now(),
+        }
+    }
+
+    fn seen(&mut self) {
+        if self.recorded.elapsed() >= ACTIVITY_EVERY {
+            self.activity.touch(self.workspace);
+            self.recorded = Instant::now();
+        }
+    }
+}
+
+/// Connects to the agent's session and copies frames both ways until either side closes;
+/// frames in either direction count as activity on the workspace.
+pub async fn run(
+    browser: WebSocket,
+    agent: AgentClient,
+    activity: Arc<Activity>,
+    workspace: Uuid,
+    session: String,
+) {
     let request = match agent.terminal_request(workspace, &session) {
         Ok(request) => request,
         Err(error) => {
@@ -45,10 +83,15 @@ pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, sessio
     };
     let (mut agent_tx, mut agent_rx) = agent_socket.split();
 
+    let mut typed = Traffic::new(activity.clone(), workspace);
+    let mut shown = Traffic::new(activity, workspace);
     let upstream = async {
         while let Some(Ok(message)) = browser_rx.next().await {
             let forwarded = match message {
-                Message::Binary(bytes) => AgentMessage::Binary(bytes),
+                Message::Binary(bytes) => {
+                    typed.seen();
+                    AgentMessage::Binary(bytes)
+                }
                 Message::Text(text) => AgentMessage::Text(text.as_str().into()),
                 Message::Close(frame) => {
                     let frame = frame.map(|f| AgentCloseFrame {
@@ -73,7 +116,10 @@ pub async fn run(browser: WebSocket, agent: AgentClient, workspace: Uuid, sessio
         loop {
             let forwarded = tokio::select! {
                 message = agent_rx.next() => match message {
-                    Some(Ok(AgentMessage::Binary(bytes))) => Message::Binary(bytes),
+                    Some(Ok(AgentMessage::Binary(bytes))) => {
+                        shown.seen();
+                        Message::Binary(bytes)
+                    }
                     Some(Ok(AgentMessage::Close(frame))) => {
                         let frame = frame.map(|f| CloseFrame { code: f.code.into(), reason: f.reason.as_str().into() });
                         let _ = browser_tx.send(Message::Close(frame)).await;

@@ -1,11 +1,15 @@
 //! Workspaces: a branch checked out on a host, with shells to open on it, and the
 //! providers that place them.
 
+mod activity;
 pub mod agent;
 pub mod local;
 mod state;
 
+pub use activity::Activity;
 pub use state::State;
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -54,6 +58,9 @@ pub struct OpenRequest {
 pub enum Provisioned {
     Ready,
     Failed(CheckoutFailed),
+    /// Another delivery is preparing it, or it was moved on while git ran: whoever did that
+    /// reports it.
+    Overtaken,
 }
 
 /// Creates, provisions and tracks workspaces.
@@ -62,6 +69,7 @@ pub struct Workspaces {
     db: PgPool,
     github: GitHub,
     provider: Provider,
+    activity: Arc<Activity>,
 }
 
 impl Workspaces {
@@ -71,7 +79,13 @@ impl Workspaces {
             db,
             github,
             provider,
+            activity: Arc::default(),
         }
+    }
+
+    /// When each workspace last carried terminal traffic; the relay records it.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
     }
 
     /// The provider, for the terminal relay.
@@ -104,7 +118,11 @@ impl Workspaces {
 
     /// Checks the branch out on a host and records the outcome.
     pub async fn provision(&self, workspace: &WorkspaceModel) -> anyhow::Result<Provisioned> {
-        db::transition(&self.db, workspace.id, State::Provisioning, None).await?;
+        // Two deliveries may both find a stopped workspace and want to start it: one wins.
+        let from = [State::Requested, State::Stopped];
+        if !db::transition_from(&self.db, workspace.id, &from, State::Provisioning, None).await? {
+            return Ok(Provisioned::Overtaken);
+        }
         let token = self
             .github
             .installation_token(workspace.installation_id as u64)
@@ -125,17 +143,106 @@ impl Workspaces {
                 email: &email,
             }),
         };
-        match agent.checkout(workspace.id, &checkout).await? {
-            Ok(()) => {
-                db::transition(&self.db, workspace.id, State::Ready, None).await?;
-                Ok(Provisioned::Ready)
-            }
-            Err(failed) => {
-                db::transition(&self.db, workspace.id, State::Failed, Some(&failed.message))
-                    .await?;
-                Ok(Provisioned::Failed(failed))
-            }
+        let outcome = agent.checkout(workspace.id, &checkout).await?;
+        let (state, message) = match &outcome {
+            Ok(()) => (State::Ready, None),
+            Err(failed) => (State::Failed, Some(failed.message.as_str())),
+        };
+        // Whatever moved the workspace on while git ran (sam failing it at start-up) wins.
+        if !db::transition_from(
+            &self.db,
+            workspace.id,
+            &[State::Provisioning],
+            state,
+            message,
+        )
+        .await?
+        {
+            return Ok(Provisioned::Overtaken);
         }
+        Ok(match outcome {
+            Ok(()) => Provisioned::Ready,
+            Err(failed) => Provisioned::Failed(failed),
+        })
+    }
+
+    /// Hangs up a ready workspace's shells and keeps its files, so `/sam restart` or
+    /// `/sam open` brings it back quickly. False when it was not ready (or stopping).
+    pub async fn stop(&self, workspace: &WorkspaceModel) -> anyhow::Result<bool> {
+        // From `stopping` too: a stop that lost its host halfway can be asked for again.
+        let from = [State::Ready, State::Stopping];
+        if !db::transition_from(&self.db, workspace.id, &from, State::Stopping, None).await? {
+            return Ok(false);
+        }
+        self.finish_stop(workspace.id).await?;
+        Ok(true)
+    }
+
+    /// The second half of a stop, also run at start-up for stops a previous run began.
+    pub async fn finish_stop(&self, id: Uuid) -> anyhow::Result<()> {
+        let agent = self.provider.agent_for(id).await?;
+        agent.stop(id).await?;
+        self.activity.forget(id);
+        db::transition_from(&self.db, id, &[State::Stopping], State::Stopped, None).await?;
+        Ok(())
+    }
+
+    /// Hangs up a workspace's shells and removes its files. False when it was being
+    /// prepared or was gone already: a checkout in progress is left to finish first.
+    pub async fn delete(&self, workspace: &WorkspaceModel) -> anyhow::Result<bool> {
+        let from = [
+            State::Ready,
+            State::Stopping,
+            State::Stopped,
+            State::Failed,
+            State::Deleting,
+        ];
+        if !db::transition_from(&self.db, workspace.id, &from, State::Deleting, None).await? {
+            return Ok(false);
+        }
+        self.finish_delete(workspace.id).await?;
+        Ok(true)
+    }
+
+    /// The second half of a deletion, also run at start-up for deletions a previous run
+    /// began.
+    pub async fn finish_delete(&self, id: Uuid) -> anyhow::Result<()> {
+        let agent = self.provider.agent_for(id).await?;
+        agent.delete(id).await?;
+        self.activity.forget(id);
+        db::transition_from(&self.db, id, &[State::Deleting], State::Deleted, None).await?;
+        Ok(())
+    }
+
+    /// The workspaces that should have a running checkout.
+    pub async fn ready(&self) -> anyhow::Result<Vec<WorkspaceModel>> {
+        db::ready(&self.db)
+            .await
+            .context("reading the ready workspaces")
+    }
+
+    /// The workspaces of an installation that still exist, or of some of its repositories.
+    pub async fn of_installation(
+        &self,
+        installation_id: u64,
+        repo_ids: Option<&[u64]>,
+    ) -> anyhow::Result<Vec<WorkspaceModel>> {
+        let repo_ids: Option<Vec<i64>> =
+            repo_ids.map(|ids| ids.iter().map(|&id| id as i64).collect());
+        db::of_installation(&self.db, installation_id as i64, repo_ids.as_deref())
+            .await
+            .context("reading the installation's workspaces")
+    }
+
+    /// The workspaces of an issue or pull request that still exist, oldest first.
+    pub async fn on_issue(
+        &self,
+        repo_id: u64,
+        issue_number: u64,
+    ) -> anyhow::Result<Vec<WorkspaceModel>> {
+        db::on_issue(&self.db, repo_id as i64, issue_number as i64)
+            .await
+            .context("reading the issue's workspaces")
     }
 
     /// Marks a workspace failed for a reason outside the agent (GitHub or the host away).

@@ -15,7 +15,7 @@ const SAM_BOT: &str = "sam-test[bot]";
 
 /// The status comment sam posts for `/sam open` on issue `number`, once it says the
 /// workspace is ready or failed.
-async fn settled_status(stage: &Stage, number: u64) -> Comment {
+pub async fn settled_status(stage: &Stage, number: u64) -> Comment {
     stage
         .github
         .wait_for_comment_where(stage.repo, number, WAIT, |c| {
@@ -25,7 +25,7 @@ async fn settled_status(stage: &Stage, number: u64) -> Comment {
 }
 
 /// The workspace id in the link of a "ready" status comment.
-fn workspace_in(status: &str, sam_url: &str) -> String {
+pub fn workspace_in(status: &str, sam_url: &str) -> String {
     let prefix = format!("]({sam_url}/w/");
     let start = status.find(&prefix).expect("a link to sam's /w/ page") + prefix.len();
     let id = &status[start..];

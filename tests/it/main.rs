@@ -4,6 +4,7 @@
 
 mod browser;
 mod commands;
+mod lifecycle;
 mod links;
 mod main_path;
 mod restart;

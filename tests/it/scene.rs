@@ -127,6 +127,11 @@ impl ReadyWorkspace {
 /// write access), and sam's answer once the workspace is ready. The requester is signed in
 /// to the GitHub stand-in, so following the link passes sign-in without a login form.
 pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
+    ready_workspace_with(branch, &[]).await
+}
+
+/// [`ready_workspace`], with more of sam's settings in its environment.
+pub async fn ready_workspace_with(branch: &str, settings: &[(&str, &str)]) -> ReadyWorkspace {
     let mut git = GitServer::new();
     git.create_repo(REPO);
     let head = git.push_branch(REPO, branch, &[("README.md", "checked out by sam\n")]);
@@ -147,7 +152,7 @@ pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
     );
     github.sign_in_as(REQUESTER);
     let db = TestDatabase::create().await;
-    let sam = SamServer::start(&github, &git, &db).await;
+    let sam = SamServer::start_with(&github, &git, &db, settings).await;
 
     let comment = github.add_comment(REPO, PULL, REQUESTER, "/sam open");
     let body = comment_on_pull_request(comment.id, "/sam open");

@@ -24,6 +24,16 @@ impl SamServer {
     /// Starts sam against the stand-in, the database and the git server, and waits until
     /// `/healthz` answers 200.
     pub async fn start(github: &GitHubStandIn, git: &GitServer, db: &TestDatabase) -> Self {
+        Self::start_with(github, git, db, &[]).await
+    }
+
+    /// [`SamServer::start`], with more of sam's settings in its environment.
+    pub async fn start_with(
+        github: &GitHubStandIn,
+        git: &GitServer,
+        db: &TestDatabase,
+        settings: &[(&str, &str)],
+    ) -> Self {
         ensure_agent_is_built();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -55,6 +65,7 @@ impl SamServer {
             .env("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("GITHUB_CLIENT_ID", github.client_id())
             .env("GITHUB_CLIENT_SECRET", github.client_secret())
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("starting sam serve");

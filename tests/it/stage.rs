@@ -124,6 +124,11 @@ impl Stage {
         delivery
     }
 
+    /// The id of the App's installation on the repository.
+    pub fn installation(&self) -> u64 {
+        self.installation
+    }
+
     /// The comments sam posted on issue (or pull request) `number`, oldest first.
     pub fn replies(&self, number: u64) -> Vec<Comment> {
         self.github
