@@ -45,6 +45,19 @@ impl NoSuchBranch {
     }
 }
 
+/// The summary of sam's check run while it offers its button.
+#[derive(Template)]
+#[template(path = "replies/check_offer.md")]
+pub struct CheckOffer;
+
+/// The summary of sam's check run once the button opened a workspace.
+#[derive(Template)]
+#[template(path = "replies/check_ready.md")]
+pub struct CheckReady<'a> {
+    pub login: &'a str,
+    pub link: &'a str,
+}
+
 /// The one status comment of a workspace, edited in place as it moves.
 #[derive(Template)]
 #[template(path = "replies/status.md")]

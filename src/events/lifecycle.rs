@@ -5,7 +5,7 @@
 //! the status comments of the workspaces it changed, so the conversation never shows a
 //! link to a workspace that is gone.
 
-use super::comment::{Prepared, prepare};
+use super::open::{Prepared, prepare};
 use crate::app::App;
 use crate::commands::Command;
 use crate::database::workspaces::WorkspaceModel;

@@ -1,14 +1,17 @@
 //! What sam does with each stored webhook delivery.
 
+mod checks;
 mod comment;
 mod lifecycle;
+mod open;
 mod removal;
 pub mod worker;
 
 use crate::app::App;
 use crate::database::deliveries::DeliveryModel;
 use crate::github::events::{
-    InstallationEvent, InstallationRepositoriesEvent, IssueCommentEvent, PullRequestEvent,
+    CheckRunEvent, InstallationEvent, InstallationRepositoriesEvent, IssueCommentEvent,
+    PullRequestEvent,
 };
 
 /// How handling a delivery went wrong, which decides whether to try again.
@@ -34,7 +37,15 @@ pub async fn handle(app: &App, delivery: &DeliveryModel) -> Result<(), HandleErr
         }
         "pull_request" => {
             let event: PullRequestEvent = read(delivery)?;
-            removal::pull_request(app, event).await?;
+            if event.action == "closed" {
+                removal::pull_request(app, event).await?;
+            } else {
+                checks::pull_request(app, event).await?;
+            }
+        }
+        "check_run" => {
+            let event: CheckRunEvent = read(delivery)?;
+            checks::check_run(app, event).await?;
         }
         "installation" => {
             let event: InstallationEvent = read(delivery)?;

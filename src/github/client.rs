@@ -272,6 +272,42 @@ impl RepoClient {
         Ok(created.id)
     }
 
+    /// Creates a check run on `head_sha` and returns its id.
+    pub async fn create_check_run(
+        &self,
+        head_sha: &str,
+        run: &serde_json::Value,
+    ) -> anyhow::Result<u64> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: u64,
+        }
+        let mut body = run.clone();
+        body["head_sha"] = json!(head_sha);
+        let route = format!("{}/check-runs", self.path);
+        let created: Created = self
+            .crab
+            .post(route, Some(&body))
+            .await
+            .context("creating a check run")?;
+        Ok(created.id)
+    }
+
+    /// Changes the fields of a check run that `run` names.
+    pub async fn update_check_run(
+        &self,
+        check_run_id: u64,
+        run: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let route = format!("{}/check-runs/{check_run_id}", self.path);
+        let _: serde_json::Value = self
+            .crab
+            .patch(route, Some(run))
+            .await
+            .context("updating a check run")?;
+        Ok(())
+    }
+
     /// Replaces a comment's body.
     pub async fn update_comment(&self, comment_id: u64, body: &str) -> anyhow::Result<()> {
         let route = format!("{}/issues/comments/{comment_id}", self.path);
@@ -282,6 +318,14 @@ impl RepoClient {
             .context("editing a comment")?;
         Ok(())
     }
+}
+
+/// The HTTP status of the GitHub answer behind an error, when there was one.
+pub fn answer_status(error: &anyhow::Error) -> Option<u16> {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<octocrab::Error>())
+        .and_then(status_of)
 }
 
 /// The HTTP status of a GitHub error answer, when it was one.

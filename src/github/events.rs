@@ -75,12 +75,75 @@ impl Issue {
     }
 }
 
-/// `pull_request`: sam acts on its closing (merged or not).
+/// `pull_request`: sam offers its check-run button when one opens or moves, and deletes
+/// workspaces when one closes (merged or not).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PullRequestEvent {
     pub action: String,
     pub number: u64,
+    pub pull_request: PullRequestRef,
     pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<InstallationRef>,
+}
+
+/// The pull request of a `pull_request` event, as far as sam reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullRequestRef {
+    pub head: HeadRef,
+}
+
+/// A pull request's head commit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeadRef {
+    pub sha: String,
+}
+
+/// `check_run`: a button of sam's check run clicked, or the run asked for again.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckRunEvent {
+    pub action: String,
+    pub check_run: CheckRun,
+    #[serde(default)]
+    pub requested_action: Option<RequestedAction>,
+    pub repository: Repository,
+    #[serde(default)]
+    pub installation: Option<InstallationRef>,
+    pub sender: Account,
+}
+
+/// The check run of a `check_run` event.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckRun {
+    pub id: u64,
+    pub name: String,
+    pub head_sha: String,
+    /// What its creator stored in it: for sam's runs, the pull request's number.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The pull requests of the same repository whose head this is; empty for forks.
+    #[serde(default)]
+    pub pull_requests: Vec<NumberRef>,
+    #[serde(default)]
+    pub app: Option<AppRef>,
+}
+
+/// Anything GitHub names by a number, like a pull request in a list.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NumberRef {
+    pub number: u64,
+}
+
+/// The App that made a check run.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppRef {
+    pub id: u64,
+}
+
+/// The button of a check run someone clicked.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestedAction {
+    pub identifier: String,
 }
 
 /// `installation`: sam acts on the App's removal from an account.

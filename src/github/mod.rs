@@ -4,7 +4,7 @@
 pub mod client;
 pub mod events;
 
-pub use client::{GitHub, Permission, PullRequest, RepoClient, clone_url};
+pub use client::{GitHub, Permission, PullRequest, RepoClient, answer_status, clone_url};
 
 /// Whether a login belongs to a bot: such comments never trigger anything, sam's own included.
 pub fn is_bot(login: &str, kind: Option<&str>) -> bool {

@@ -3,6 +3,7 @@
 //! GitHub stand-in.
 
 mod browser;
+mod checks;
 mod commands;
 mod lifecycle;
 mod links;

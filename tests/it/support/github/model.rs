@@ -60,6 +60,8 @@ pub struct CheckRun {
     pub external_id: Option<String>,
     /// The `output` object (title, summary, text), `Null` when never given.
     pub output: Value,
+    /// The buttons (`actions`), `Null` when never given.
+    pub actions: Value,
     /// How many times it was updated with PATCH.
     pub updates: u32,
 }

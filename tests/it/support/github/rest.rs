@@ -527,6 +527,7 @@ async fn create_check_run(
             details_url: None,
             external_id: None,
             output: Value::Null,
+            actions: Value::Null,
             updates: 0,
         };
         apply_check_run_fields(&mut run, &request)?;
@@ -590,6 +591,9 @@ fn apply_check_run_fields(run: &mut CheckRun, request: &Value) -> Result<(), Api
     }
     if let Some(output) = request.get("output") {
         run.output = output.clone();
+    }
+    if let Some(actions) = request.get("actions") {
+        run.actions = actions.clone();
     }
     Ok(())
 }

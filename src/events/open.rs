@@ -1,0 +1,200 @@
+//! Opening a workspace for someone, from a comment or from the check run's button:
+//! authorization, the branch to check out, and the status comment that follows it.
+
+use anyhow::Context;
+
+use crate::app::App;
+use crate::database::workspaces::WorkspaceModel;
+use crate::github::events::{Account, Repository};
+use crate::github::{RepoClient, clone_url};
+use crate::replies::{self, Phase};
+use crate::workspaces::{OpenRequest, Provisioned, State};
+
+/// Who asked for a workspace, and on which issue or pull request.
+pub struct Asked<'a> {
+    pub installation: u64,
+    pub repository: &'a Repository,
+    pub number: u64,
+    pub is_pull_request: bool,
+    pub person: &'a Account,
+}
+
+/// `/sam open [branch]`, or the check run's button: authorizes, resolves the branch, and
+/// provisions or re-posts. Returns the link once the workspace is ready.
+pub async fn open(
+    app: &App,
+    repo: &RepoClient,
+    asked: &Asked<'_>,
+    branch: Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let person = asked.person;
+    let issue = asked.number;
+    if !repo.permission(&person.login).await?.may_open_workspaces() {
+        let reply = replies::render(&replies::NotAllowed {
+            login: &person.login,
+            verb: "open",
+        });
+        repo.create_comment(issue, &reply).await?;
+        return Ok(None);
+    }
+
+    let Some(target) = resolve_target(repo, asked, branch).await? else {
+        return Ok(None);
+    };
+    let request = OpenRequest {
+        installation_id: asked.installation,
+        repo_id: asked.repository.id,
+        repo_full_name: asked.repository.full_name.clone(),
+        clone_url: clone_url(&app.config.github_url, &asked.repository.full_name)?,
+        issue_number: issue,
+        is_pull_request: asked.is_pull_request,
+        branch: target.branch,
+        fetch_ref: target.fetch_ref,
+        head_sha: target.sha,
+        requester_id: person.id,
+        requester_login: person.login.clone(),
+    };
+    let (workspace, created) = app.workspaces.find_or_create(&request).await?;
+    tracing::info!(workspace = %workspace.id, created, state = %workspace.state, "open");
+
+    if !created && workspace.state == State::Ready {
+        let link = app.link(workspace.id, &person.login)?;
+        let body = status_of(&workspace, Phase::Ready { link: &link });
+        repo.create_comment(issue, &body).await?;
+        return Ok(Some(link));
+    }
+    if !created && workspace.state != State::Stopped {
+        // Another delivery is preparing it and will post the link.
+        return Ok(None);
+    }
+    Ok(match prepare(app, repo, &workspace).await? {
+        Prepared::Ready { link } => Some(link),
+        Prepared::Failed | Prepared::Overtaken => None,
+    })
+}
+
+/// How [`prepare`] ended, for the replies that mention it.
+pub enum Prepared {
+    Ready {
+        link: String,
+    },
+    Failed,
+    /// Another delivery is preparing the workspace and reports on it.
+    Overtaken,
+}
+
+/// Provisions a requested or stopped workspace, saying so in its status comment (posted
+/// now if it has none) as it goes: preparing, then ready with the link, or failed.
+pub async fn prepare(
+    app: &App,
+    repo: &RepoClient,
+    workspace: &WorkspaceModel,
+) -> anyhow::Result<Prepared> {
+    let preparing = status_of(workspace, Phase::Preparing);
+    let comment_id = match workspace.status_comment_id {
+        Some(id) => {
+            repo.update_comment(id as u64, &preparing).await?;
+            id as u64
+        }
+        None => {
+            let id = repo
+                .create_comment(workspace.issue_number as u64, &preparing)
+                .await?;
+            crate::database::workspaces::set_status_comment(&app.db, workspace.id, id as i64)
+                .await?;
+            id
+        }
+    };
+
+    let (body, prepared) = match app.workspaces.provision(workspace).await {
+        Ok(Provisioned::Ready) => {
+            let link = app.link(workspace.id, &workspace.requester_login)?;
+            let body = status_of(workspace, Phase::Ready { link: &link });
+            (body, Prepared::Ready { link })
+        }
+        Ok(Provisioned::Failed(failed)) => {
+            let log = if failed.log.is_empty() {
+                String::new()
+            } else {
+                replies::Status::failed_log(&failed.log)
+            };
+            let phase = Phase::Failed {
+                reason: &failed.message,
+                log,
+            };
+            (status_of(workspace, phase), Prepared::Failed)
+        }
+        Ok(Provisioned::Overtaken) => return Ok(Prepared::Overtaken),
+        Err(error) => {
+            let reason = "sam could not reach GitHub or the workspace host; try again in a minute";
+            tracing::error!(error = format!("{error:#}"), "provisioning failed");
+            app.workspaces.fail(workspace.id, reason).await?;
+            let phase = Phase::Failed {
+                reason,
+                log: String::new(),
+            };
+            (status_of(workspace, phase), Prepared::Failed)
+        }
+    };
+    repo.update_comment(comment_id, &body)
+        .await
+        .context("posting the workspace's status")?;
+    Ok(prepared)
+}
+
+/// The text of a workspace's status comment in `phase`.
+pub fn status_of(workspace: &WorkspaceModel, phase: Phase<'_>) -> String {
+    replies::render(&replies::Status::new(
+        &workspace.requester_login,
+        &workspace.branch,
+        &workspace.head_sha,
+        phase,
+    ))
+}
+
+/// What to check out: a branch name, the ref to fetch it by, and the commit.
+struct Target {
+    branch: String,
+    fetch_ref: String,
+    sha: String,
+}
+
+/// On a pull request, its head (fetched through the base repository, so forks work too);
+/// elsewhere the named branch or the default branch. `None` once a reply was posted.
+async fn resolve_target(
+    repo: &RepoClient,
+    asked: &Asked<'_>,
+    branch: Option<String>,
+) -> anyhow::Result<Option<Target>> {
+    if asked.is_pull_request && branch.is_none() {
+        let pr = repo.pull_request(asked.number).await?;
+        // `refs/pull/N/head` exists in the base repository for every pull request, and is the
+        // only way to reach a fork's branch without trusting the fork's repository.
+        let fetch_ref = if pr.is_from_fork() {
+            format!("refs/pull/{}/head", pr.number)
+        } else {
+            format!("refs/heads/{}", pr.head_ref)
+        };
+        return Ok(Some(Target {
+            branch: pr.head_ref,
+            fetch_ref,
+            sha: pr.head_sha,
+        }));
+    }
+    let branch = match branch.or_else(|| asked.repository.default_branch.clone()) {
+        Some(branch) => branch,
+        None => "main".to_owned(),
+    };
+    match repo.branch_head(&branch).await? {
+        Some(sha) => Ok(Some(Target {
+            fetch_ref: format!("refs/heads/{branch}"),
+            branch,
+            sha,
+        })),
+        None => {
+            let reply = replies::render(&replies::NoSuchBranch::new(&branch));
+            repo.create_comment(asked.number, &reply).await?;
+            Ok(None)
+        }
+    }
+}
