@@ -33,7 +33,7 @@ pub fn workspace_in(status: &str, sam_url: &str) -> String {
 }
 
 /// What git says about the checkout in `dir`: `rev-parse <args>`.
-fn rev_parse(dir: &Path, args: &[&str]) -> String {
+pub fn rev_parse(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)

@@ -8,6 +8,7 @@ mod commands;
 mod lifecycle;
 mod links;
 mod main_path;
+mod opening;
 mod restart;
 mod scene;
 mod server;
