@@ -39,7 +39,10 @@ impl App {
         database::migrate(&db).await?;
         let github = GitHub::new(&config)?;
         let signer = Signer::load_or_create(&config.data_dir)?;
-        let agent = LocalAgent::start(local::agent_program()?, config.data_dir.join("workspaces"))
+        let root = config.data_dir.join("workspaces");
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let shell_user = local::shell_user(&config.data_dir, &root)?;
+        let agent = LocalAgent::start(local::agent_program()?, root, shell_user)
             .await
             .context("starting the local workspace agent")?;
         let workspaces = Workspaces::new(db.clone(), github.clone(), Provider::Local(agent));

@@ -3,6 +3,7 @@
 
 mod credential;
 mod server;
+mod shell_user;
 mod terminal;
 mod workspace;
 
@@ -61,6 +62,10 @@ struct ServeArgs {
     /// How long a whole checkout (fetch included) may take.
     #[arg(long, default_value_t = 600)]
     git_timeout_secs: u64,
+    /// An account to run shells as, and to own the checkouts; needs the agent to run as
+    /// root. Without it, shells run as the agent's own user.
+    #[arg(long)]
+    shell_user: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -103,12 +108,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(async move {
             let signals = StopSignals::catch()?;
             let helper_exe = std::env::current_exe().context("cannot find the agent binary")?;
+            let shell_user = args
+                .shell_user
+                .as_deref()
+                .map(shell_user::ShellUser::lookup)
+                .transpose()?;
             let workspaces = Workspaces::open(
                 &args.root,
                 &helper_exe,
                 Duration::from_secs(args.git_timeout_secs),
+                shell_user.clone(),
             )?;
-            let sessions = Sessions::new(Duration::from_secs(args.session_grace_secs));
+            let sessions = Sessions::new(Duration::from_secs(args.session_grace_secs), shell_user);
             let state = Arc::new(AppState {
                 key,
                 workspaces,

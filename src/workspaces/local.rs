@@ -5,6 +5,7 @@
 //! an environment or a crash with the server, and so that the local and remote providers
 //! speak to agents the same way.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -31,12 +32,22 @@ struct Announcement {
 }
 
 impl LocalAgent {
-    /// Starts the agent and a task that restarts it whenever it exits.
-    pub async fn start(program: PathBuf, root: PathBuf) -> anyhow::Result<Self> {
+    /// Starts the agent and a task that restarts it whenever it exits; its shells run as
+    /// `shell_user` when given.
+    pub async fn start(
+        program: PathBuf,
+        root: PathBuf,
+        shell_user: Option<String>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let (child, client) = spawn(&program, &root).await?;
+        let agent = Agent {
+            program,
+            root,
+            shell_user,
+        };
+        let (child, client) = agent.spawn().await?;
         let (publish, current) = watch::channel(Some(client));
-        tokio::spawn(supervise(program, root, child, publish));
+        tokio::spawn(supervise(agent, child, publish));
         Ok(Self { current })
     }
 
@@ -67,50 +78,114 @@ pub fn agent_program() -> anyhow::Result<PathBuf> {
     )
 }
 
-async fn spawn(program: &Path, root: &Path) -> anyhow::Result<(Child, AgentClient)> {
-    let key: [u8; 32] = rand::rng().random();
-    let mut child = Command::new(program)
-        .arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--root")
-        .arg(root)
-        .env("SAM_AGENT_KEY", hex::encode(key))
-        // The agent's own environment must not carry sam's secrets into shells.
-        .env_remove("GITHUB_APP_PRIVATE_KEY")
-        .env_remove("GITHUB_WEBHOOK_SECRET")
-        .env_remove("GITHUB_CLIENT_SECRET")
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
+/// The account shells run as when sam runs as root.
+pub const SHELL_USER: &str = "sam-shell";
 
-    let stdout = child.stdout.take().context("agent stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .context("the workspace agent did not announce its address in time")?
-        .context("reading the agent's announcement")?
-        .context("the workspace agent exited before listening")?;
-    let announcement: Announcement = serde_json::from_str(&line)
-        .with_context(|| format!("unexpected agent announcement {line:?}"))?;
-    tracing::info!(listen = %announcement.listen, pid = child.id(), "workspace agent started");
-    let client = AgentClient::new(
-        format!("http://{}", announcement.listen),
-        Arc::from(key.as_slice()),
-    );
-    Ok((child, client))
+/// When sam runs as root, shells get an account of their own, so that they cannot read
+/// sam's data directory, its keys or other workspaces: this creates the account if it is
+/// missing, lets it reach (not list) the workspaces under `data_dir`, and returns its
+/// name. As any other user, sam cannot switch users, and shells run as sam's own.
+pub fn shell_user(data_dir: &Path, root: &Path) -> anyhow::Result<Option<String>> {
+    if !nix::unistd::geteuid().is_root() {
+        tracing::warn!(
+            "sam does not run as root, so shells run as its own user and can read its data directory"
+        );
+        return Ok(None);
+    }
+    create_account(SHELL_USER)?;
+    for dir in [data_dir, root] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("letting shells reach {}", dir.display()))?;
+    }
+    Ok(Some(SHELL_USER.to_owned()))
 }
 
-async fn supervise(
+/// Creates the system account `name` unless it exists. Another sam starting beside this
+/// one may be creating it at the same moment (useradd then fails, or finds the password
+/// file locked), so a failure counts only if the account is still missing afterwards.
+fn create_account(name: &str) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..10 {
+        if nix::unistd::User::from_name(name)?.is_some() {
+            return Ok(());
+        }
+        let status = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--create-home",
+                "--shell",
+                "/bin/bash",
+            ])
+            .arg(name)
+            .status()
+            .context("running useradd to create the shells' account")?;
+        if status.success() {
+            tracing::info!(user = name, "created the account shells run as");
+            return Ok(());
+        }
+        last = Some(status);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!(
+        "useradd could not create the account {name} for shells ({}); create it by hand",
+        last.map_or_else(String::new, |s| s.to_string())
+    )
+}
+
+/// How to start the agent, kept for restarts.
+struct Agent {
     program: PathBuf,
     root: PathBuf,
-    mut child: Child,
-    publish: watch::Sender<Option<AgentClient>>,
-) {
+    shell_user: Option<String>,
+}
+
+impl Agent {
+    async fn spawn(&self) -> anyhow::Result<(Child, AgentClient)> {
+        let key: [u8; 32] = rand::rng().random();
+        let mut command = Command::new(&self.program);
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--root")
+            .arg(&self.root);
+        if let Some(user) = &self.shell_user {
+            command.arg("--shell-user").arg(user);
+        }
+        let mut child = command
+            .env("SAM_AGENT_KEY", hex::encode(key))
+            // The agent's own environment must not carry sam's secrets into shells.
+            .env_remove("GITHUB_APP_PRIVATE_KEY")
+            .env_remove("GITHUB_WEBHOOK_SECRET")
+            .env_remove("GITHUB_CLIENT_SECRET")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.program.display()))?;
+
+        let stdout = child.stdout.take().context("agent stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .context("the workspace agent did not announce its address in time")?
+            .context("reading the agent's announcement")?
+            .context("the workspace agent exited before listening")?;
+        let announcement: Announcement = serde_json::from_str(&line)
+            .with_context(|| format!("unexpected agent announcement {line:?}"))?;
+        tracing::info!(listen = %announcement.listen, pid = child.id(), "workspace agent started");
+        let client = AgentClient::new(
+            format!("http://{}", announcement.listen),
+            Arc::from(key.as_slice()),
+        );
+        Ok((child, client))
+    }
+}
+
+async fn supervise(agent: Agent, mut child: Child, publish: watch::Sender<Option<AgentClient>>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let status = child.wait().await;
@@ -121,7 +196,7 @@ async fn supervise(
                 return;
             }
             tokio::time::sleep(backoff).await;
-            match spawn(&program, &root).await {
+            match agent.spawn().await {
                 Ok((next, client)) => {
                     child = next;
                     publish.send_replace(Some(client));

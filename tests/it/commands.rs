@@ -37,6 +37,8 @@ pub fn rev_parse(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
+        // The checkout belongs to the shells' account when sam runs as root.
+        .args(["-c", "safe.directory=*"])
         .arg("rev-parse")
         .args(args)
         .env("GIT_CONFIG_NOSYSTEM", "1")

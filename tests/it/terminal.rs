@@ -593,3 +593,42 @@ fn pid_after<'l>(line: &'l str, prefix: &str) -> Option<&'l str> {
         .strip_prefix(prefix)
         .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_cannot_read_sams_keys() {
+    let (workspace, browser) = open_terminal().await;
+    let key = workspace.sam.data_dir.path().join("link-signing.key");
+    assert!(
+        key.is_file(),
+        "sam keeps its link-signing key at {}",
+        key.display()
+    );
+
+    run(&browser, "echo \"user: $(id -un)\"").await;
+    // Run as root, sam gives shells an account of their own; otherwise they are sam's.
+    let expected = if nix::unistd::geteuid().is_root() {
+        "sam-shell".to_owned()
+    } else {
+        nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name
+    };
+    wait_for_line(&browser, &format!("user: {expected}")).await;
+    if !nix::unistd::geteuid().is_root() {
+        browser.close().await;
+        return;
+    }
+
+    run(
+        &browser,
+        &format!(
+            "cat {} >/dev/null 2>&1; echo \"read: $?\"; git status --short >/dev/null && echo git-works",
+            key.display()
+        ),
+    )
+    .await;
+    wait_for_line(&browser, "read: 1").await;
+    wait_for_line(&browser, "git-works").await;
+    browser.close().await;
+}

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use sam_protocol::MAX_SESSIONS_PER_WORKSPACE;
+
+use crate::shell_user::ShellUser;
 use tracing::Instrument;
 
 pub use connection::accept;
@@ -61,14 +63,18 @@ enum OpenError {
 pub struct Sessions {
     live: Arc<Mutex<HashMap<Key, Arc<Session>>>>,
     grace: Duration,
+    /// Whom shells run as; the agent's own user when `None`.
+    user: Option<Arc<ShellUser>>,
 }
 
 impl Sessions {
-    /// An empty registry whose sessions live `grace` without a socket.
-    pub fn new(grace: Duration) -> Self {
+    /// An empty registry whose sessions live `grace` without a socket and whose shells
+    /// run as `user`.
+    pub fn new(grace: Duration, user: Option<ShellUser>) -> Self {
         Sessions {
             live: Arc::default(),
             grace,
+            user: user.map(Arc::new),
         }
     }
 
@@ -98,7 +104,8 @@ impl Sessions {
             return Err(OpenError::Full);
         }
 
-        let (shell, io) = Shell::spawn(cwd, cols, rows).map_err(OpenError::Spawn)?;
+        let (shell, io) =
+            Shell::spawn(cwd, cols, rows, self.user.as_deref()).map_err(OpenError::Spawn)?;
         let span =
             tracing::info_span!(parent: None, "session", %workspace, %name, leader = %shell.leader);
         span.in_scope(|| tracing::info!(cols, rows, "shell started"));

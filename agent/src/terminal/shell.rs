@@ -18,6 +18,8 @@ use nix::unistd::Pid;
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::shell_user::ShellUser;
+
 /// Output chunks buffered between the reader thread and the session; small, so
 /// flow control reaches the PTY quickly.
 const OUTPUT_CHUNKS: usize = 8;
@@ -53,8 +55,13 @@ pub struct ShellIo {
 }
 
 impl Shell {
-    /// Starts a shell in `cwd` on a new PTY of the given size.
-    pub fn spawn(cwd: &Path, cols: u16, rows: u16) -> anyhow::Result<(Shell, ShellIo)> {
+    /// Starts a shell in `cwd` on a new PTY of the given size, as `user` when given.
+    pub fn spawn(
+        cwd: &Path,
+        cols: u16,
+        rows: u16,
+        user: Option<&ShellUser>,
+    ) -> anyhow::Result<(Shell, ShellIo)> {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows,
@@ -66,12 +73,29 @@ impl Shell {
             .context("cannot open a PTY")?;
 
         let program = shell_program(std::env::var_os("SHELL").as_deref());
-        let mut command = CommandBuilder::new(&program);
+        let mut command = match user {
+            // setpriv changes user and groups and then execs the shell, so the pid the
+            // session holds is the shell's.
+            Some(user) => {
+                let mut command = CommandBuilder::new(setpriv()?);
+                command.args(["--reuid", &user.name, "--regid"]);
+                command.arg(user.gid.to_string());
+                command.args(["--init-groups", "--"]);
+                command.arg(&program);
+                command
+            }
+            None => CommandBuilder::new(&program),
+        };
         command.arg("-i");
         command.cwd(cwd);
         command.env_clear();
         for (key, value) in shell_env(std::env::vars_os(), &program) {
             command.env(key, value);
+        }
+        if let Some(user) = user {
+            command.env("HOME", &user.home);
+            command.env("USER", &user.name);
+            command.env("LOGNAME", &user.name);
         }
 
         let mut child = pair
@@ -183,6 +207,14 @@ fn write_input(mut writer: Box<dyn Write + Send>, mut input: mpsc::Receiver<Byte
             break;
         }
     }
+}
+
+/// util-linux's `setpriv`, found where Debian and others install it.
+fn setpriv() -> anyhow::Result<&'static str> {
+    ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .ok_or_else(|| anyhow!("setpriv (util-linux) is needed to run shells as another user"))
 }
 
 /// `$SHELL` when it names an existing file, else bash, else sh.

@@ -68,6 +68,9 @@ impl<'a> Git<'a> {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let mut command = Command::new("git");
         command
+            // Checkouts belong to the shells' user when there is one; git refuses to work
+            // in another user's repository unless told that it is safe.
+            .args(["-c", "safe.directory=*"])
             .args(&args)
             .current_dir(self.dir)
             .env("GIT_TERMINAL_PROMPT", "0")

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
+use crate::shell_user::ShellUser;
 use checkout::Checkout;
 pub use checkout::CheckoutError;
 pub use request::CheckoutRequest;
@@ -60,13 +61,20 @@ pub struct Workspaces {
     root: Arc<Path>,
     helper_exe: Arc<Path>,
     git_timeout: Duration,
+    /// Who gets each finished checkout: the shells' user, when they have their own.
+    owner: Option<Arc<ShellUser>>,
     locks: Arc<Mutex<HashMap<WorkspaceId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Workspaces {
     /// Opens `root`, creating it, and clears checkouts a previous run left unfinished.
     /// `helper_exe` is the agent binary, which doubles as git's credential helper.
-    pub fn open(root: &Path, helper_exe: &Path, git_timeout: Duration) -> anyhow::Result<Self> {
+    pub fn open(
+        root: &Path,
+        helper_exe: &Path,
+        git_timeout: Duration,
+        owner: Option<ShellUser>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create workspace root {}", root.display()))?;
         let root = root
@@ -81,6 +89,7 @@ impl Workspaces {
             root: root.into(),
             helper_exe: helper_exe.into(),
             git_timeout,
+            owner: owner.map(Arc::new),
             locks: Arc::default(),
         })
     }
@@ -158,6 +167,12 @@ impl Workspaces {
     }
 
     async fn publish(&self, partial: &Path, id: WorkspaceId) -> Result<Ready, CheckoutError> {
+        if let Some(owner) = self.owner.clone() {
+            let partial = partial.to_owned();
+            tokio::task::spawn_blocking(move || owner.take_ownership(&partial))
+                .await
+                .context("handing the checkout over was interrupted")??;
+        }
         let dir = self.dir(id);
         tokio::fs::rename(partial, &dir)
             .await
