@@ -4,8 +4,11 @@
 //! optimized and runs this; the figures come out as a Markdown table on stdout.
 //!
 //! Each scene is the integration tests' own: the GitHub stand-in, a git repository, a test
-//! database and `sam serve` with its agent, after a real `/sam open`. The client speaks the
-//! terminal wire to sam's socket with the requester's session cookie and sam's own Origin,
+//! database and `sam serve` with its agent, after a real `/sam open`. The agent holds at
+//! most `MAX_SESSIONS_PER_WORKSPACE` sessions in a workspace, so the measurements of many
+//! sessions first open more workspaces behind the same sam, each with `/sam open` on a pull
+//! request of its own through the webhook. The client speaks the terminal wire to sam's
+//! socket with the requester's session cookie of the workspace and sam's own Origin,
 //! acknowledging output as `assets/terminal.js` does.
 //!
 //! Sizes can be made smaller for a quick look: `SAM_BENCH_MB`, `SAM_BENCH_KEYSTROKES`,
@@ -25,18 +28,19 @@ mod it {
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Read, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt, stream};
-use it::scene::{ReadyWorkspace, ready_workspace};
+use futures_util::{FutureExt, SinkExt, StreamExt, stream};
+use it::scene::{ReadyWorkspace, ready_workspace, ready_workspace_with, workspace_of};
 use it::{server, support};
 use memchr::memmem::Finder;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-use sam_protocol::Frame;
+use sam_protocol::{Frame, MAX_SESSIONS_PER_WORKSPACE};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
@@ -70,6 +74,19 @@ const OPENING_LIMIT: Duration = Duration::from_secs(300);
 
 /// Sessions opened at the same time for the idle-memory measurement.
 const IDLE_OPENING_AT_ONCE: usize = 32;
+
+/// Workspaces opened at the same time (`/sam open` delivered, waiting for the link); sam
+/// prepares them with a few delivery workers.
+const PROVISIONING_AT_ONCE: usize = 8;
+
+/// The longest opening the workspaces of one measurement may take.
+const PROVISIONING_LIMIT: Duration = Duration::from_secs(900);
+
+/// The first pull request of the workspaces opened beside the scene's own (#3).
+const FIRST_MORE_PULL: u64 = 100;
+
+/// sam's settings in the scenes of many workspaces: no idle stops while the benchmark runs.
+const NO_IDLE_STOPS: &[(&str, &str)] = &[("SAM_IDLE_TIMEOUT", "off")];
 
 const KIB: f64 = 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -197,8 +214,8 @@ async fn throughput_and_keystrokes(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     }
 
     let scene = ready_workspace("bench/throughput").await;
-    let cookie = scene.session_cookie().await;
-    let mut terminal = Terminal::open(&scene, &cookie, "throughput").await?;
+    let workspace = Workspace::of_scene(&scene).await;
+    let mut terminal = Terminal::open(&scene, &workspace, "throughput").await?;
     terminal.until_prompt().await?;
     let mut relayed = Vec::new();
     for _ in 0..RUNS {
@@ -479,12 +496,22 @@ fn median(values: &mut [f64]) -> f64 {
 // --- memory ----------------------------------------------------------------------------
 
 async fn idle_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
-    let scene = ready_workspace("bench/idle").await;
-    let cookie = scene.session_cookie().await;
+    let scene = ready_workspace_with("bench/idle", NO_IDLE_STOPS).await;
     let processes = Processes::of(&scene)?;
+    let bare = processes.memory()?;
+    // The sessions measured go into workspaces of their own, at most the agent's limit in
+    // each; the scene's workspace holds only the first session.
+    let needed = count.div_ceil(MAX_SESSIONS_PER_WORKSPACE);
+    let provisioning = Instant::now();
+    let workspaces = more_workspaces(&scene, "bench/idle", needed).await?;
+    let provisioned_in = provisioning.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let provisioned = processes.memory()?;
+
     // One session first, so what every session shares (the first shell's start, thread
     // pools) is in the baseline.
-    let mut first = Terminal::open(&scene, &cookie, "warm-up").await?;
+    let own = Workspace::of_scene(&scene).await;
+    let mut first = Terminal::open(&scene, &own, "warm-up").await?;
     first.until_prompt().await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = processes.memory()?;
@@ -494,9 +521,10 @@ async fn idle_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
         OPENING_LIMIT,
         stream::iter(0..count)
             .map(|n| {
-                let (scene, cookie) = (&scene, &cookie);
+                let (scene, workspace) = (&scene, &workspaces[n / MAX_SESSIONS_PER_WORKSPACE]);
                 async move {
-                    let mut terminal = Terminal::open(scene, cookie, &format!("idle-{n}")).await?;
+                    let mut terminal =
+                        Terminal::open(scene, workspace, &format!("idle-{n}")).await?;
                     terminal.until_prompt().await?;
                     Ok(terminal)
                 }
@@ -508,7 +536,7 @@ async fn idle_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
     .context("opening the idle sessions took too long")?;
     let terminals = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     eprintln!(
-        "bench: {count} idle sessions open in {:?}",
+        "bench: {count} idle sessions over {needed} workspaces open in {:?}",
         started.elapsed()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -529,8 +557,24 @@ async fn idle_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
     let shell_pss = shells.pss as f64 / shells.count as f64;
     drop(terminals);
     Ok(vec![
+        Row::info(
+            format!("opening {needed} more workspaces behind one sam (no sessions in them)"),
+            format!(
+                "{:.1} s, {PROVISIONING_AT_ONCE} at a time, each a `/sam open` on a pull \
+                 request through the webhook; agent {:.1} → {:.1} MiB RSS, sam {:.1} → \
+                 {:.1} MiB RSS",
+                provisioned_in.as_secs_f64(),
+                bare.agent_rss as f64 / MIB,
+                provisioned.agent_rss as f64 / MIB,
+                bare.sam_rss as f64 / MIB,
+                provisioned.sam_rss as f64 / MIB,
+            ),
+        ),
         Row::aimed(
-            format!("agent memory per idle session ({count} sessions)"),
+            format!(
+                "agent memory per idle session ({count} sessions, {needed} workspaces of \
+                 {MAX_SESSIONS_PER_WORKSPACE})"
+            ),
             format!(
                 "{:.0} KiB RSS beyond its replay window (agent {:.1} → {:.1} MiB); the window \
                  holds at most {held} bytes (the prompt) of its 2 MiB",
@@ -562,20 +606,29 @@ async fn idle_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
 }
 
 async fn concurrent_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
-    let scene = ready_workspace("bench/concurrent").await;
-    let cookie = scene.session_cookie().await;
+    let scene = ready_workspace_with("bench/concurrent", NO_IDLE_STOPS).await;
     let processes = Processes::of(&scene)?;
+    // At most the agent's limit of sessions in each workspace: the scene's and more.
+    let needed = count.div_ceil(MAX_SESSIONS_PER_WORKSPACE);
+    let mut workspaces = vec![Workspace::of_scene(&scene).await];
+    let provisioning = Instant::now();
+    workspaces.extend(more_workspaces(&scene, "bench/concurrent", needed - 1).await?);
+    let provisioned_in = provisioning.elapsed();
 
     let started = Instant::now();
     let attempts = (0..count).map(|n| {
-        let (scene, cookie) = (&scene, &cookie);
+        let (scene, workspace) = (&scene, &workspaces[n / MAX_SESSIONS_PER_WORKSPACE]);
         async move {
             timeout(OPENING_LIMIT, async {
-                let mut terminal = Terminal::open(scene, cookie, &format!("many-{n}")).await?;
-                terminal.until_prompt().await?;
+                let mut terminal = Terminal::open(scene, workspace, &format!("many-{n}")).await?;
+                terminal
+                    .until_prompt()
+                    .await
+                    .context("waiting for the prompt")?;
                 terminal
                     .type_until(b"x", |output| output.contains(&b'x'))
-                    .await?;
+                    .await
+                    .context("waiting for the echo")?;
                 anyhow::Ok(terminal)
             })
             .await
@@ -605,10 +658,22 @@ async fn concurrent_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
     let working = live.len();
     drop(live);
     Ok(vec![
+        Row::info(
+            format!(
+                "opening {} more workspaces behind one sam ({needed} in all)",
+                needed - 1
+            ),
+            format!(
+                "{:.1} s, {PROVISIONING_AT_ONCE} at a time, each a `/sam open` on a pull \
+                 request through the webhook",
+                provisioned_in.as_secs_f64()
+            ),
+        ),
         Row::aimed(
             "sessions open at once through sam, each echoing a keystroke",
             format!(
-                "{working}/{count} live, opened in {:.1} s{}",
+                "{working}/{count} live over {needed} workspaces \
+                 (≤ {MAX_SESSIONS_PER_WORKSPACE} each), opened in {:.1} s{}",
                 opening.as_secs_f64(),
                 match failures.first() {
                     Some(failure) => format!("; first failure: {failure}"),
@@ -636,6 +701,70 @@ async fn concurrent_sessions(count: usize) -> anyhow::Result<Vec<Row>> {
             format!("sam {}, agent {}", fds.0, fds.1),
         ),
     ])
+}
+
+// --- workspaces ------------------------------------------------------------------------
+
+/// A workspace behind the scene's sam, and the requester's session cookie for it (scoped
+/// to that workspace).
+struct Workspace {
+    link: String,
+    cookie: String,
+}
+
+impl Workspace {
+    /// The scene's own workspace.
+    async fn of_scene(scene: &ReadyWorkspace) -> Self {
+        Self {
+            link: scene.link.clone(),
+            cookie: scene.session_cookie().await,
+        }
+    }
+}
+
+/// `count` more workspaces behind the scene's sam, each on a new branch `<prefix>-<pull>`
+/// that is the head of a pull request of its own, opened by the requester with `/sam open`
+/// through the webhook, `PROVISIONING_AT_ONCE` at a time, each waited for until sam posts
+/// its link; then the link is followed through sign-in for the workspace's cookie.
+async fn more_workspaces(
+    scene: &ReadyWorkspace,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Workspace>> {
+    let pulls: Vec<u64> = (FIRST_MORE_PULL..).take(count).collect();
+    // Commits in the bare repository, one after another: git processes, not async work.
+    for &pull in &pulls {
+        scene.add_pull_request(&format!("{prefix}-{pull}"), pull);
+    }
+    let opening = stream::iter(pulls)
+        .map(|pull| async move {
+            let link = scene.open_pull_request(pull).await;
+            let cookie = scene.session_cookie_of(&link).await;
+            Workspace { link, cookie }
+        })
+        .buffer_unordered(PROVISIONING_AT_ONCE)
+        .collect::<Vec<_>>();
+    // The harness asserts (a workspace not ready in time, a failed one): a panic here is
+    // that measurement's failure, not the whole run's.
+    let opened = timeout(PROVISIONING_LIMIT, AssertUnwindSafe(opening).catch_unwind())
+        .await
+        .with_context(|| format!("opening {count} workspaces took over {PROVISIONING_LIMIT:?}"))?;
+    let workspaces = opened.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        anyhow::anyhow!("opening the workspaces failed: {message}")
+    })?;
+    let distinct: std::collections::HashSet<String> =
+        workspaces.iter().map(|w| workspace_of(&w.link)).collect();
+    ensure!(
+        distinct.len() == count && !distinct.contains(&workspace_of(&scene.link)),
+        "{} distinct workspaces for {count} new ones",
+        distinct.len()
+    );
+    Ok(workspaces)
 }
 
 /// sam and its agent, whose memory is measured.
@@ -754,10 +883,15 @@ struct Terminal {
 }
 
 impl Terminal {
-    /// Opens session `name` of the scene's workspace through sam, as the requester's page
-    /// would: sam's origin, the session cookie, `hello`, then `ready`.
-    async fn open(scene: &ReadyWorkspace, cookie: &str, name: &str) -> anyhow::Result<Self> {
-        let request = scene.terminal_request(name, cookie, &scene.sam.url);
+    /// Opens session `name` of `workspace` through the scene's sam, as the requester's page
+    /// would: sam's origin, the workspace's session cookie, `hello`, then `ready`.
+    async fn open(
+        scene: &ReadyWorkspace,
+        workspace: &Workspace,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let request =
+            scene.terminal_request_of(&workspace.link, name, &workspace.cookie, &scene.sam.url);
         // Without Nagle's algorithm, as browsers open their sockets.
         let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
         let (socket, _) = timeout(STEP, connect)
@@ -776,7 +910,7 @@ impl Terminal {
                 rows: 24,
             })
             .await?;
-        match terminal.frame().await? {
+        match terminal.frame().await.context("waiting for ready")? {
             Frame::Ready { offset, .. } => {
                 terminal.received = offset;
                 terminal.acked = offset;

@@ -28,8 +28,8 @@ pub const SET_UP: Duration = Duration::from_secs(60);
 pub struct ReadyWorkspace {
     pub sam: SamServer,
     pub github: GitHubStandIn,
-    /// Kept for as long as the workspace is used: the repositories sam clones from.
-    _git: GitServer,
+    /// The repositories sam clones from, kept for as long as the workspace is used.
+    git: GitServer,
     /// Kept for as long as the workspace is used: sam's database.
     db: TestDatabase,
     /// sam's status comment, once it said "ready".
@@ -63,6 +63,12 @@ impl ReadyWorkspace {
     /// The `sam_session` cookie of the requester, obtained by following the link and the
     /// sign-in redirects by hand, as a browser would.
     pub async fn session_cookie(&self) -> String {
+        self.session_cookie_of(&self.link).await
+    }
+
+    /// [`ReadyWorkspace::session_cookie`] of the workspace `link` names (another workspace
+    /// behind the same sam): the cookie is scoped to that workspace.
+    pub async fn session_cookie_of(&self, link: &str) -> String {
         self.github.sign_in_as(REQUESTER);
         let manual = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -70,7 +76,7 @@ impl ReadyWorkspace {
             .unwrap();
         // Through sign-in by hand: link → GitHub → callback → link → page.
         let mut cookies: Vec<String> = Vec::new();
-        let mut url = self.link.clone();
+        let mut url = link.to_owned();
         for _ in 0..6 {
             let mut request = manual.get(&url);
             if !cookies.is_empty() {
@@ -110,16 +116,49 @@ impl ReadyWorkspace {
     /// The WebSocket handshake of the workspace's terminal session `session`, carrying
     /// `cookie` and sent from a page of `origin`.
     pub fn terminal_request(&self, session: &str, cookie: &str, origin: &str) -> Request {
+        self.terminal_request_of(&self.link, session, cookie, origin)
+    }
+
+    /// [`ReadyWorkspace::terminal_request`] for the workspace `link` names.
+    pub fn terminal_request_of(
+        &self,
+        link: &str,
+        session: &str,
+        cookie: &str,
+        origin: &str,
+    ) -> Request {
         let url = format!(
             "{}/w/{}/ws?session={session}",
             self.sam.url.replacen("http", "ws", 1),
-            workspace_of(&self.link)
+            workspace_of(link)
         );
         let mut request = url.into_client_request().unwrap();
         let headers = request.headers_mut();
         headers.insert(ORIGIN, origin.parse().unwrap());
         headers.insert("cookie", cookie.parse().unwrap());
         request
+    }
+
+    /// Pushes `branch` (new: one commit on top of `main`) and makes it the head of pull
+    /// request `pull`, written by the requester, for [`ReadyWorkspace::open_pull_request`]:
+    /// another workspace behind the same sam (workspaces are one per repository, branch and
+    /// requester). Returns the branch's commit.
+    #[allow(
+        dead_code,
+        reason = "so far only the terminal benchmark opens more workspaces behind one sam"
+    )]
+    pub fn add_pull_request(&self, branch: &str, pull: u64) -> String {
+        pull_request_on_new_branch(&self.git, &self.github, branch, pull)
+    }
+
+    /// `/sam open` on pull request `pull` by the requester, through the webhook, as the
+    /// scene's own workspace was opened; the link in sam's "ready" comment.
+    #[allow(
+        dead_code,
+        reason = "so far only the terminal benchmark opens more workspaces behind one sam"
+    )]
+    pub async fn open_pull_request(&self, pull: u64) -> String {
+        open_pull_request(&self.sam, &self.github, pull).await.1
     }
 }
 
@@ -134,15 +173,40 @@ pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
 pub async fn ready_workspace_with(branch: &str, settings: &[(&str, &str)]) -> ReadyWorkspace {
     let mut git = GitServer::new();
     git.create_repo(REPO);
-    let head = git.push_branch(REPO, branch, &[("README.md", "checked out by sam\n")]);
     let github = GitHubStandIn::start().await;
     git.also_serve(github.url());
     let installation = github.add_installation(REQUESTER);
     github.add_repo(REPO, installation);
     github.set_permission(REPO, REQUESTER, "write");
+    let head = pull_request_on_new_branch(&git, &github, branch, PULL);
+    github.sign_in_as(REQUESTER);
+    let db = TestDatabase::create().await;
+    let sam = SamServer::start_with(&github, &git, &db, settings).await;
+
+    let (ready, link) = open_pull_request(&sam, &github, PULL).await;
+    ReadyWorkspace {
+        sam,
+        github,
+        git,
+        db,
+        ready,
+        link,
+        head,
+    }
+}
+
+/// `branch` pushed to the repository and made the head of pull request `pull` by the
+/// requester; the branch's commit.
+fn pull_request_on_new_branch(
+    git: &GitServer,
+    github: &GitHubStandIn,
+    branch: &str,
+    pull: u64,
+) -> String {
+    let head = git.push_branch(REPO, branch, &[("README.md", "checked out by sam\n")]);
     github.add_pull_request(
         REPO,
-        PULL,
+        pull,
         PullRequestSpec {
             head_ref: branch.into(),
             head_sha: head.clone(),
@@ -150,13 +214,21 @@ pub async fn ready_workspace_with(branch: &str, settings: &[(&str, &str)]) -> Re
             ..Default::default()
         },
     );
-    github.sign_in_as(REQUESTER);
-    let db = TestDatabase::create().await;
-    let sam = SamServer::start_with(&github, &git, &db, settings).await;
+    head
+}
 
-    let comment = github.add_comment(REPO, PULL, REQUESTER, "/sam open");
-    let body = comment_on_pull_request(comment.id, "/sam open");
-    let answer = sam.deliver("issue_comment", "scene-open-1", &body).await;
+/// `/sam open` written on pull request `pull` by the requester and delivered to sam; sam's
+/// status comment once it said "ready", and the link in it.
+async fn open_pull_request(
+    sam: &SamServer,
+    github: &GitHubStandIn,
+    pull: u64,
+) -> (Comment, String) {
+    let comment = github.add_comment(REPO, pull, REQUESTER, "/sam open");
+    let body = comment_on_pull_request(pull, comment.id, "/sam open");
+    let answer = sam
+        .deliver("issue_comment", &format!("scene-open-{pull}"), &body)
+        .await;
     assert_eq!(
         answer.status(),
         202,
@@ -166,21 +238,13 @@ pub async fn ready_workspace_with(branch: &str, settings: &[(&str, &str)]) -> Re
 
     github.wait_for_reaction(comment.id, SET_UP).await;
     let ready = github
-        .wait_for_comment_where(REPO, PULL, SET_UP, |c| {
+        .wait_for_comment_where(REPO, pull, SET_UP, |c| {
             c.via_api && (c.body.contains("/w/") || c.body.contains(":x:"))
         })
         .await;
     assert!(ready.body.contains("/w/"), "{}", ready.body);
     let link = link_in(&ready.body);
-    ReadyWorkspace {
-        sam,
-        github,
-        _git: git,
-        db,
-        ready,
-        link,
-        head,
-    }
+    (ready, link)
 }
 
 /// The workspace id in a link.
@@ -194,14 +258,15 @@ pub fn workspace_of(link: &str) -> String {
         .to_owned()
 }
 
-/// The fixture comment on pull request #3, with its body replaced by `body` and its id by
-/// the one the stand-in gave the comment.
-fn comment_on_pull_request(comment_id: u64, body: &str) -> Vec<u8> {
+/// The fixture comment on pull request #3, moved to pull request `pull`, with its body
+/// replaced by `body` and its id by the one the stand-in gave the comment.
+fn comment_on_pull_request(pull: u64, comment_id: u64, body: &str) -> Vec<u8> {
     let mut payload: Value = serde_json::from_slice(&fixtures::webhook(
         "issue_comment",
         "created-on-pull-request",
     ))
     .unwrap();
+    payload["issue"]["number"] = Value::from(pull);
     payload["comment"]["body"] = Value::String(body.to_owned());
     payload["comment"]["id"] = Value::from(comment_id);
     serde_json::to_vec(&payload).unwrap()
