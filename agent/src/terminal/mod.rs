@@ -84,7 +84,9 @@ impl Sessions {
     }
 
     /// The session `name` of `workspace`, started in `cwd` at the given size
-    /// when it does not exist yet and the workspace has room for another.
+    /// when it does not exist yet and the workspace has room for another. The caller
+    /// holds the workspace's lock, so nothing else starts a session of this workspace
+    /// meanwhile.
     fn get_or_spawn(
         &self,
         workspace: WorkspaceId,
@@ -93,24 +95,28 @@ impl Sessions {
         (cols, rows): (u16, u16),
     ) -> Result<Arc<Session>, OpenError> {
         let key = (workspace, name.clone());
-        let mut live = self.lock();
-        if let Some(session) = live.get(&key) {
-            return Ok(session.clone());
-        }
-        // Every session holds a shell, a PTY and threads until it ends, so one
-        // workspace (or a page stuck opening tabs) must not start them without end.
-        let running = live.keys().filter(|(id, _)| *id == workspace).count();
-        if running >= MAX_SESSIONS_PER_WORKSPACE {
-            return Err(OpenError::Full);
+        {
+            let live = self.lock();
+            if let Some(session) = live.get(&key) {
+                return Ok(session.clone());
+            }
+            // Every session holds a shell, a PTY and threads until it ends, so one
+            // workspace (or a page stuck opening tabs) must not start them without end.
+            let running = live.keys().filter(|(id, _)| *id == workspace).count();
+            if running >= MAX_SESSIONS_PER_WORKSPACE {
+                return Err(OpenError::Full);
+            }
         }
 
+        // Starting a shell forks and execs, tens of milliseconds: the registry stays open
+        // meanwhile, so sessions of other workspaces start side by side.
         let (shell, io) =
             Shell::spawn(cwd, cols, rows, self.user.as_deref()).map_err(OpenError::Spawn)?;
         let span =
             tracing::info_span!(parent: None, "session", %workspace, %name, leader = %shell.leader);
         span.in_scope(|| tracing::info!(cols, rows, "shell started"));
         let session = Session::new(shell, io.input.clone());
-        live.insert(key.clone(), session.clone());
+        self.lock().insert(key.clone(), session.clone());
 
         let registry = self.clone();
         let supervised = session.clone();
