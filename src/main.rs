@@ -78,6 +78,7 @@ fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing();
     raise_open_files_limit();
+    keep_memory_private();
     install_crypto();
     let app = sam::app::App::start(config).await?;
     sam::server::serve(app).await
@@ -144,4 +145,13 @@ fn raise_open_files_limit() {
 /// TLS for GitHub's API uses ring, chosen once for the process.
 fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Marks the process as not dumpable: processes of the same user (shells, when they run
+/// as sam's own user) can then not read its memory or its environment through `/proc`
+/// or a debugger, and no core file spills its keys. Only root can still look.
+fn keep_memory_private() {
+    if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(%error, "cannot keep this process's memory from other processes of its user");
+    }
 }

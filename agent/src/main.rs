@@ -100,6 +100,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .init();
     raise_open_files_limit();
+    keep_memory_private();
 
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,4 +191,13 @@ fn announce(address: SocketAddr) -> anyhow::Result<()> {
     writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
         .context("cannot report the listen address")
+}
+
+/// Marks the process as not dumpable: processes of the same user (shells, when they run
+/// as sam's own user) can then not read its memory or its environment through `/proc`
+/// or a debugger, and no core file spills its keys. Only root can still look.
+fn keep_memory_private() {
+    if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(%error, "cannot keep this process's memory from other processes of its user");
+    }
 }
