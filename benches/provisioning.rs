@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     let megabytes = read_env("SAM_BENCH_REPO_MB", 50)?;
     let mut rows = Vec::new();
     for (repository, megabytes, aimed) in [
-        ("small (2 files)".to_owned(), 0, true),
+        ("small (1 file)".to_owned(), 0, true),
         (format!("large ({megabytes} MB random)"), megabytes, false),
     ] {
         match measure(megabytes, samples).await {
