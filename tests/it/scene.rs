@@ -145,7 +145,7 @@ impl ReadyWorkspace {
     /// requester). Returns the branch's commit.
     #[allow(
         dead_code,
-        reason = "so far only the terminal benchmark opens more workspaces behind one sam"
+        reason = "so far only the benchmarks open more workspaces behind one sam"
     )]
     pub fn add_pull_request(&self, branch: &str, pull: u64) -> String {
         pull_request_on_new_branch(&self.git, &self.github, branch, pull)
@@ -159,6 +159,28 @@ impl ReadyWorkspace {
     )]
     pub async fn open_pull_request(&self, pull: u64) -> String {
         open_pull_request(&self.sam, &self.github, pull).await.1
+    }
+
+    /// Commits `files` on `main` of the repository, so that branches pushed after it
+    /// carry them, and packs the repository (see [`GitServer::repack`]).
+    #[allow(
+        dead_code,
+        reason = "so far only the provisioning benchmark adds files"
+    )]
+    pub fn commit_on_main(&self, files: &[(&str, &[u8])]) -> String {
+        let head = self.git.push_branch_bytes(REPO, "main", files);
+        self.git.repack(REPO);
+        head
+    }
+
+    /// `body` written on pull request `pull` by the requester and delivered to sam as
+    /// delivery `delivery` (one id per delivery: sam handles an id once).
+    #[allow(
+        dead_code,
+        reason = "so far only the provisioning benchmark writes commands"
+    )]
+    pub async fn write_on_pull_request(&self, pull: u64, body: &str, delivery: &str) {
+        write_on_pull_request(&self.sam, &self.github, pull, body, delivery).await;
     }
 }
 
@@ -224,18 +246,8 @@ async fn open_pull_request(
     github: &GitHubStandIn,
     pull: u64,
 ) -> (Comment, String) {
-    let comment = github.add_comment(REPO, pull, REQUESTER, "/sam open");
-    let body = comment_on_pull_request(pull, comment.id, "/sam open");
-    let answer = sam
-        .deliver("issue_comment", &format!("scene-open-{pull}"), &body)
-        .await;
-    assert_eq!(
-        answer.status(),
-        202,
-        "{}",
-        answer.text().await.unwrap_or_default()
-    );
-
+    let delivery = format!("scene-open-{pull}");
+    let comment = write_on_pull_request(sam, github, pull, "/sam open", &delivery).await;
     github.wait_for_reaction(comment.id, SET_UP).await;
     let ready = github
         .wait_for_comment_where(REPO, pull, SET_UP, |c| {
@@ -245,6 +257,27 @@ async fn open_pull_request(
     assert!(ready.body.contains("/w/"), "{}", ready.body);
     let link = link_in(&ready.body);
     (ready, link)
+}
+
+/// `body` written on pull request `pull` by the requester and delivered to sam as
+/// `delivery`, which sam accepts; the comment.
+async fn write_on_pull_request(
+    sam: &SamServer,
+    github: &GitHubStandIn,
+    pull: u64,
+    body: &str,
+    delivery: &str,
+) -> Comment {
+    let comment = github.add_comment(REPO, pull, REQUESTER, body);
+    let payload = comment_on_pull_request(pull, comment.id, body);
+    let answer = sam.deliver("issue_comment", delivery, &payload).await;
+    assert_eq!(
+        answer.status(),
+        202,
+        "{}",
+        answer.text().await.unwrap_or_default()
+    );
+    comment
 }
 
 /// The workspace id in a link.

@@ -95,6 +95,26 @@ impl GitServer {
         self.commit(full_name, branch, &files)
     }
 
+    /// [`GitServer::push_branch`] with contents of any bytes.
+    pub fn push_branch_bytes(
+        &self,
+        full_name: &str,
+        branch: &str,
+        files: &[(&str, &[u8])],
+    ) -> String {
+        self.commit(full_name, branch, files)
+    }
+
+    /// Packs the objects of `full_name`, as a hosted repository keeps them: a fetch then
+    /// sends them as they are, where loose objects are compressed again for every fetch.
+    pub fn repack(&self, full_name: &str) {
+        git(
+            &self.repo_path(full_name),
+            &["repack", "-a", "-d", "--quiet"],
+            None,
+        );
+    }
+
     /// Points `refs/pull/<number>/head` at `sha`, as GitHub does for every pull request.
     pub fn pull_ref(&self, full_name: &str, number: u64, sha: &str) {
         let reference = format!("refs/pull/{number}/head");
