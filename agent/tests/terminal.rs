@@ -270,8 +270,17 @@ async fn agent_exits_when_its_parent_dies() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(parent.stdout.take().unwrap()));
-    let agent: i32 = lines.next().unwrap().unwrap().parse().unwrap();
-    let listen = lines.next().unwrap().unwrap();
+    // The shell's `echo $!` and the agent's listen line race to the shared stdout.
+    let (first, second) = (
+        lines.next().unwrap().unwrap(),
+        lines.next().unwrap().unwrap(),
+    );
+    let (pid, listen) = if first.contains("\"listen\"") {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    let agent: i32 = pid.parse().unwrap();
     assert!(listen.contains("\"listen\""), "{listen}");
 
     parent.kill().unwrap();
