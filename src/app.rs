@@ -180,12 +180,7 @@ impl App {
         let Some(comment) = workspace.status_comment_id else {
             return;
         };
-        let body = replies::render(&replies::Status::new(
-            &workspace.requester_login,
-            &workspace.branch,
-            &workspace.head_sha,
-            phase,
-        ));
+        let body = replies::status(workspace, phase);
         let edited = async {
             self.github
                 .repo(workspace.installation_id as u64, &workspace.repo_full_name)?

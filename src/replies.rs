@@ -5,6 +5,8 @@
 
 use askama::Template;
 
+use crate::database::workspaces::WorkspaceModel;
+
 /// `/sam help`.
 #[derive(Template)]
 #[template(path = "replies/help.md")]
@@ -136,11 +138,26 @@ impl<'a> Status<'a> {
         }
     }
 
+    /// The status comment of `workspace` in `phase`, addressed to the person who asked.
+    pub fn of(workspace: &'a WorkspaceModel, phase: Phase<'a>) -> Self {
+        Self::new(
+            &workspace.requester_login,
+            &workspace.branch,
+            &workspace.head_sha,
+            phase,
+        )
+    }
+
     /// A failure, with the end of the log fenced so nothing in it renders as Markdown.
     pub fn failed_log(log: &str) -> String {
         let tail = tail(log, MAX_LOG);
         fenced(tail)
     }
+}
+
+/// The text of a workspace's status comment in `phase`.
+pub fn status(workspace: &WorkspaceModel, phase: Phase<'_>) -> String {
+    render(&Status::of(workspace, phase))
 }
 
 /// Renders a reply; templates are checked at compile time, so this only fails on a bug.

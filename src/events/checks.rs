@@ -5,9 +5,10 @@
 use serde_json::{Value, json};
 
 use super::open::{Asked, open};
+use super::repo;
 use crate::app::App;
-use crate::github::events::{CheckRunEvent, InstallationRef, PullRequestEvent, Repository};
-use crate::github::{RepoClient, answer_status};
+use crate::github::answer_status;
+use crate::github::events::{CheckRunEvent, PullRequestEvent};
 use crate::replies;
 
 /// The check run's name, as pull requests show it.
@@ -123,24 +124,4 @@ fn offer(number: u64) -> Value {
             "identifier": OPEN,
         }],
     })
-}
-
-/// The installation an event came through, and a client for its repository.
-async fn repo(
-    app: &App,
-    installation: Option<&InstallationRef>,
-    repository: &Repository,
-) -> anyhow::Result<(u64, RepoClient)> {
-    let installation = match installation {
-        Some(installation) => installation.id,
-        None => {
-            app.github
-                .repo_installation(&repository.owner.login, &repository.name)
-                .await?
-        }
-    };
-    Ok((
-        installation,
-        app.github.repo(installation, &repository.full_name)?,
-    ))
 }

@@ -4,6 +4,7 @@ use tracing::Instrument;
 
 use super::lifecycle;
 use super::open::{Asked, open};
+use super::repo;
 use crate::app::App;
 use crate::commands::{self, Command};
 use crate::database::deliveries;
@@ -34,15 +35,8 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
             );
             return Ok(());
         }
-        let installation = match &event.installation {
-            Some(installation) => installation.id,
-            None => {
-                app.github
-                    .repo_installation(&event.repository.owner.login, &event.repository.name)
-                    .await?
-            }
-        };
-        let repo = app.github.repo(installation, &event.repository.full_name)?;
+        let (installation, repo) =
+            repo(app, event.installation.as_ref(), &event.repository).await?;
         repo.react_to_comment(event.comment.id, "eyes").await?;
 
         for command in commands {

@@ -9,9 +9,10 @@ pub mod worker;
 
 use crate::app::App;
 use crate::database::deliveries::DeliveryModel;
+use crate::github::RepoClient;
 use crate::github::events::{
-    CheckRunEvent, InstallationEvent, InstallationRepositoriesEvent, IssueCommentEvent,
-    PullRequestEvent,
+    CheckRunEvent, InstallationEvent, InstallationRef, InstallationRepositoriesEvent,
+    IssueCommentEvent, PullRequestEvent, Repository,
 };
 
 /// How handling a delivery went wrong, which decides whether to try again.
@@ -65,4 +66,25 @@ fn read<T: serde::de::DeserializeOwned>(delivery: &DeliveryModel) -> Result<T, H
         event: delivery.event.clone(),
         source,
     })
+}
+
+/// The installation an event came through (asked of GitHub when a repository webhook names
+/// none), and a client for its repository.
+async fn repo(
+    app: &App,
+    installation: Option<&InstallationRef>,
+    repository: &Repository,
+) -> anyhow::Result<(u64, RepoClient)> {
+    let installation = match installation {
+        Some(installation) => installation.id,
+        None => {
+            app.github
+                .repo_installation(&repository.owner.login, &repository.name)
+                .await?
+        }
+    };
+    Ok((
+        installation,
+        app.github.repo(installation, &repository.full_name)?,
+    ))
 }

@@ -59,7 +59,7 @@ pub async fn open(
 
     if !created && workspace.state == State::Ready {
         let link = app.link(workspace.id, &person.login)?;
-        let body = status_of(&workspace, Phase::Ready { link: &link });
+        let body = replies::status(&workspace, Phase::Ready { link: &link });
         repo.create_comment(issue, &body).await?;
         return Ok(Some(link));
     }
@@ -90,7 +90,7 @@ pub async fn prepare(
     repo: &RepoClient,
     workspace: &WorkspaceModel,
 ) -> anyhow::Result<Prepared> {
-    let preparing = status_of(workspace, Phase::Preparing);
+    let preparing = replies::status(workspace, Phase::Preparing);
     let comment_id = match workspace.status_comment_id {
         Some(id) => {
             repo.update_comment(id as u64, &preparing).await?;
@@ -109,7 +109,7 @@ pub async fn prepare(
     let (body, prepared) = match app.workspaces.provision(workspace).await {
         Ok(Provisioned::Ready) => {
             let link = app.link(workspace.id, &workspace.requester_login)?;
-            let body = status_of(workspace, Phase::Ready { link: &link });
+            let body = replies::status(workspace, Phase::Ready { link: &link });
             (body, Prepared::Ready { link })
         }
         Ok(Provisioned::Failed(failed)) => {
@@ -122,7 +122,7 @@ pub async fn prepare(
                 reason: &failed.message,
                 log,
             };
-            (status_of(workspace, phase), Prepared::Failed)
+            (replies::status(workspace, phase), Prepared::Failed)
         }
         Ok(Provisioned::Overtaken) => return Ok(Prepared::Overtaken),
         Err(error) => {
@@ -133,23 +133,13 @@ pub async fn prepare(
                 reason,
                 log: String::new(),
             };
-            (status_of(workspace, phase), Prepared::Failed)
+            (replies::status(workspace, phase), Prepared::Failed)
         }
     };
     repo.update_comment(comment_id, &body)
         .await
         .context("posting the workspace's status")?;
     Ok(prepared)
-}
-
-/// The text of a workspace's status comment in `phase`.
-pub fn status_of(workspace: &WorkspaceModel, phase: Phase<'_>) -> String {
-    replies::render(&replies::Status::new(
-        &workspace.requester_login,
-        &workspace.branch,
-        &workspace.head_sha,
-        phase,
-    ))
 }
 
 /// What to check out: a branch name, the ref to fetch it by, and the commit.
