@@ -72,7 +72,12 @@ pub struct Status<'a> {
 
 /// Where a workspace is, as its status comment says.
 pub enum Phase<'a> {
-    Preparing,
+    /// Recorded, waiting for a host to take it.
+    Queued,
+    /// A host is fetching the branch and checking it out.
+    Cloning,
+    /// A stopped workspace is brought back from the files it kept.
+    Starting,
     Ready {
         link: &'a str,
     },

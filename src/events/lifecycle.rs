@@ -119,9 +119,8 @@ async fn restart(
 }
 
 async fn delete(app: &App, workspace: &WorkspaceModel) -> anyhow::Result<String> {
-    match workspace.state {
-        State::Ready | State::Stopping | State::Stopped | State::Failed | State::Deleting => {}
-        _ => return Ok(describe(workspace)),
+    if workspace.state == State::Deleted {
+        return Ok(describe(workspace));
     }
     match app.workspaces.delete(workspace).await {
         Ok(true) => {

@@ -2,13 +2,15 @@
 //! authorization, the branch to check out, and the status comment that follows it.
 
 use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::events::{Account, Repository};
 use crate::github::{RepoClient, clone_url};
 use crate::replies::{self, Phase};
-use crate::workspaces::{OpenRequest, Provisioned, State};
+use crate::workspaces::{OpenRequest, Provisioned, State, Step};
 
 /// Who asked for a workspace, and on which issue or pull request.
 pub struct Asked<'a> {
@@ -84,21 +86,22 @@ pub enum Prepared {
 }
 
 /// Provisions a requested or stopped workspace, saying so in its status comment (posted
-/// now if it has none) as it goes: preparing, then ready with the link, or failed.
+/// now if it has none) as it goes: queued, cloning or starting, then ready with the link,
+/// or failed.
 pub async fn prepare(
     app: &App,
     repo: &RepoClient,
     workspace: &WorkspaceModel,
 ) -> anyhow::Result<Prepared> {
-    let preparing = replies::status(workspace, Phase::Preparing);
+    let queued = replies::status(workspace, Phase::Queued);
     let comment_id = match workspace.status_comment_id {
         Some(id) => {
-            repo.update_comment(id as u64, &preparing).await?;
+            repo.update_comment(id as u64, &queued).await?;
             id as u64
         }
         None => {
             let id = repo
-                .create_comment(workspace.issue_number as u64, &preparing)
+                .create_comment(workspace.issue_number as u64, &queued)
                 .await?;
             crate::database::workspaces::set_status_comment(&app.db, workspace.id, id as i64)
                 .await?;
@@ -106,7 +109,14 @@ pub async fn prepare(
         }
     };
 
-    let (body, prepared) = match app.workspaces.provision(workspace).await {
+    let progress = Progress::start(repo.clone(), comment_id, workspace.clone());
+    let provisioned = app
+        .workspaces
+        .provision(workspace, |step| progress.report(step))
+        .await;
+    progress.finish().await;
+
+    let (body, prepared) = match provisioned {
         Ok(Provisioned::Ready) => {
             let link = app.link(workspace.id, &workspace.requester_login)?;
             let body = replies::status(workspace, Phase::Ready { link: &link });
@@ -140,6 +150,53 @@ pub async fn prepare(
         .await
         .context("posting the workspace's status")?;
     Ok(prepared)
+}
+
+/// Shows provisioning's steps in the status comment without holding provisioning up: the
+/// edits run beside it, and a step that is over before GitHub took the last edit is
+/// skipped, so a fast checkout goes straight from queued to ready.
+struct Progress {
+    steps: watch::Sender<Option<Step>>,
+    editor: JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(repo: RepoClient, comment_id: u64, workspace: WorkspaceModel) -> Self {
+        let (steps, mut latest) = watch::channel(None);
+        let editor = tokio::spawn(async move {
+            while latest.changed().await.is_ok() {
+                let Some(step) = *latest.borrow_and_update() else {
+                    break;
+                };
+                let phase = match step {
+                    Step::Cloning => Phase::Cloning,
+                    Step::Starting => Phase::Starting,
+                };
+                let body = replies::status(&workspace, phase);
+                if let Err(error) = repo.update_comment(comment_id, &body).await {
+                    // Only a passing step is lost; the outcome is posted regardless.
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot show a provisioning step"
+                    );
+                }
+            }
+        });
+        Self { steps, editor }
+    }
+
+    fn report(&self, step: Step) {
+        self.steps.send_replace(Some(step));
+    }
+
+    /// Waits for an edit in flight, so that it cannot land after the outcome's edit;
+    /// steps not yet shown are dropped.
+    async fn finish(self) {
+        self.steps.send_replace(None);
+        if let Err(error) = self.editor.await {
+            tracing::warn!(%error, "the status comment's editor ended badly");
+        }
+    }
 }
 
 /// What to check out: a branch name, the ref to fetch it by, and the commit.

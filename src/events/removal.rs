@@ -46,29 +46,21 @@ pub async fn repositories(app: &App, event: InstallationRepositoriesEvent) -> an
     delete_all(app, &workspaces, None).await
 }
 
-/// Deletes each workspace that can be. One being prepared is left to its checkout and the
-/// delivery fails, so that a retry deletes it once it is ready: deletion can be asked for
-/// twice, and the retry skips what is gone already.
+/// Deletes each workspace that is not gone already, one being prepared included: its
+/// checkout is removed as soon as git is done with it.
 async fn delete_all(
     app: &App,
     workspaces: &[WorkspaceModel],
     reason: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut preparing = 0;
     for workspace in workspaces {
         if !app.workspaces.delete(workspace).await? {
-            preparing += 1;
             continue;
         }
         tracing::info!(workspace = %workspace.id, "workspace deleted");
         if let Some(reason) = reason {
             app.edit_status(workspace, Phase::Deleted { reason }).await;
         }
-    }
-    if preparing > 0 {
-        anyhow::bail!(
-            "{preparing} workspaces are being prepared; deleting them once they are ready"
-        );
     }
     Ok(())
 }

@@ -154,6 +154,7 @@ impl PullRequest {
 }
 
 /// REST operations on one repository, as an installation.
+#[derive(Clone)]
 pub struct RepoClient {
     crab: Arc<Octocrab>,
     path: String,

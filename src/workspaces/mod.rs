@@ -53,6 +53,15 @@ pub struct OpenRequest {
     pub requester_login: String,
 }
 
+/// What provisioning is doing, as the workspace's status comment shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A new checkout: the host fetches the branch.
+    Cloning,
+    /// A stopped workspace comes back from the checkout it kept.
+    Starting,
+}
+
 /// How provisioning ended.
 #[derive(Debug)]
 pub enum Provisioned {
@@ -116,13 +125,23 @@ impl Workspaces {
             .context("recording the workspace")
     }
 
-    /// Checks the branch out on a host and records the outcome.
-    pub async fn provision(&self, workspace: &WorkspaceModel) -> anyhow::Result<Provisioned> {
+    /// Checks the branch out on a host and records the outcome, telling `progress` what it
+    /// is doing.
+    pub async fn provision(
+        &self,
+        workspace: &WorkspaceModel,
+        progress: impl Fn(Step) + Send,
+    ) -> anyhow::Result<Provisioned> {
         // Two deliveries may both find a stopped workspace and want to start it: one wins.
         let from = [State::Requested, State::Stopped];
         if !db::transition_from(&self.db, workspace.id, &from, State::Provisioning, None).await? {
             return Ok(Provisioned::Overtaken);
         }
+        progress(if workspace.state == State::Stopped {
+            Step::Starting
+        } else {
+            Step::Cloning
+        });
         let token = self
             .github
             .installation_token(workspace.installation_id as u64)
@@ -148,7 +167,8 @@ impl Workspaces {
             Ok(()) => (State::Ready, None),
             Err(failed) => (State::Failed, Some(failed.message.as_str())),
         };
-        // Whatever moved the workspace on while git ran (sam failing it at start-up) wins.
+        // Whatever moved the workspace on while git ran (sam failing it at start-up, its
+        // pull request closing) wins.
         if !db::transition_from(
             &self.db,
             workspace.id,
@@ -158,12 +178,25 @@ impl Workspaces {
         )
         .await?
         {
+            self.clean_up_overtaken(workspace.id, &agent).await;
             return Ok(Provisioned::Overtaken);
         }
         Ok(match outcome {
             Ok(()) => Provisioned::Ready,
             Err(failed) => Provisioned::Failed(failed),
         })
+    }
+
+    /// A deletion that came while git ran may have reached the agent before the checkout
+    /// did, and found nothing to remove; the checkout made since is removed here.
+    async fn clean_up_overtaken(&self, id: Uuid, agent: &AgentClient) {
+        let deleted = matches!(
+            db::get(&self.db, id).await,
+            Ok(Some(now)) if matches!(now.state, State::Deleting | State::Deleted)
+        );
+        if deleted && let Err(error) = agent.delete(id).await {
+            tracing::warn!(workspace = %id, error = format!("{error:#}"), "cannot remove the checkout of a deleted workspace");
+        }
     }
 
     /// Hangs up a ready workspace's shells and keeps its files, so `/sam restart` or
@@ -187,10 +220,14 @@ impl Workspaces {
         Ok(())
     }
 
-    /// Hangs up a workspace's shells and removes its files. False when it was being
-    /// prepared or was gone already: a checkout in progress is left to finish first.
+    /// Hangs up a workspace's shells and removes its files. False when it was gone
+    /// already. A checkout in progress is removed once it is done: the agent does one
+    /// thing at a time per workspace, and the provisioning side cleans up after itself
+    /// when it finds the workspace deleted.
     pub async fn delete(&self, workspace: &WorkspaceModel) -> anyhow::Result<bool> {
         let from = [
+            State::Requested,
+            State::Provisioning,
             State::Ready,
             State::Stopping,
             State::Stopped,

@@ -36,7 +36,58 @@ async fn open(stage: &Stage, number: u64, branch: &str) -> String {
         "{}",
         status.body
     );
+    let seen = phases(&status);
+    assert!(
+        seen == ["queued", "ready"] || seen == ["queued", "cloning", "ready"],
+        "a new workspace is queued, maybe shown cloning, then ready: {seen:?}"
+    );
     workspace_in(&status.body, &stage.sam.url)
+}
+
+/// The phases a status comment went through, oldest first, told by their words.
+fn phases(comment: &Comment) -> Vec<&'static str> {
+    const WORDS: [(&str, &str); 7] = [
+        ("is queued", "queued"),
+        (", cloning ", "cloning"),
+        ("starting the workspace", "starting"),
+        ("is ready", "ready"),
+        ("was stopped", "stopped"),
+        ("was deleted", "deleted"),
+        ("could not be prepared", "failed"),
+    ];
+    comment
+        .earlier
+        .iter()
+        .chain([&comment.body])
+        .map(|body| {
+            WORDS
+                .iter()
+                .find(|(words, _)| body.contains(words))
+                .map_or("unknown", |(_, phase)| phase)
+        })
+        .collect()
+}
+
+/// Waits until the one workspace sam recorded is in `wanted`; returns its id.
+async fn wait_for_state(stage: &Stage, wanted: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT id::text, state FROM workspaces")
+                .fetch_optional(&stage.pool)
+                .await
+                .unwrap();
+        if let Some((id, state)) = &row
+            && state == wanted
+        {
+            return id.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no workspace got to {wanted}: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `author` writes `body` on issue 1; returns sam's one reply to it once handled.
@@ -123,6 +174,12 @@ async fn a_workspace_is_stopped_started_again_and_deleted_by_commands() {
     );
     assert_eq!(workspace_in(&reopened.body, &stage.sam.url), id);
     assert_eq!(state(&stage, &id).await, "ready");
+    let seen = phases(&reopened);
+    let since_stop = &seen[seen.iter().rposition(|p| *p == "stopped").unwrap() + 1..];
+    assert!(
+        since_stop == ["queued", "ready"] || since_stop == ["queued", "starting", "ready"],
+        "a stopped workspace comes back from its files, without a new clone: {seen:?}"
+    );
 
     let restart = command(&stage, &mut handled, MAINTAINER, "/sam restart").await;
     assert!(
@@ -286,6 +343,50 @@ async fn closing_the_pull_request_deletes_its_workspaces_and_no_other() {
     );
     assert_eq!(state(&stage, &kept).await, "ready", "issue 1 is not #2");
     assert!(stage.checkout_dir(&kept).is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_closed_while_its_workspace_is_cloning_deletes_it_once_git_is_done() {
+    let stage = Stage::start(Fixture::Issues).await;
+    stage
+        .git
+        .push_branch(stage.repo, "changes", &[("a.txt", "a\n")]);
+    stage.github.set_permission(stage.repo, MAINTAINER, "write");
+    let gate = stage.git.hold_fetches();
+    let (_, payload) = stage.write(2, MAINTAINER, "/sam open changes");
+    stage.deliver(&payload).await;
+    let id = wait_for_state(&stage, "provisioning").await;
+
+    // The `pull_request/closed` fixture closes #2 while git is still fetching.
+    let payload = crate::support::fixtures::webhook("pull_request", "closed");
+    let answer = stage
+        .sam
+        .deliver("pull_request", "closed-2", &payload)
+        .await;
+    assert_eq!(answer.status(), 202);
+    wait_for_state(&stage, "deleting").await;
+    gate.release();
+
+    // Neither delivery fails or waits for a retry.
+    stage.wait_until_handled(2).await;
+    assert_eq!(state(&stage, &id).await, "deleted");
+    assert!(
+        !stage.checkout_dir(&id).exists(),
+        "the checkout made after the deletion is removed"
+    );
+    let status = status_comment_on(&stage, 2);
+    assert!(
+        status
+            .body
+            .contains("was deleted when the pull request was closed"),
+        "{}",
+        status.body
+    );
+    assert!(
+        !phases(&status).contains(&"ready"),
+        "no link was offered for a deleted workspace: {:?}",
+        status.earlier
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,6 +181,34 @@ impl GitServer {
         sha
     }
 
+    /// Holds every fetch from these repositories until the returned gate is released (or
+    /// dropped, or a minute has passed): git's `uploadpack.packObjectsHook`, read from the
+    /// global config only, waits before packing. Call it after any [`GitServer::also_serve`],
+    /// which rewrites the config.
+    pub fn hold_fetches(&self) -> FetchGate {
+        let open = self.dir.path().join("fetch-gate.open");
+        let hook = self.dir.path().join("fetch-gate.sh");
+        let open_path = open.to_str().expect("UTF-8 temp path");
+        assert!(
+            !open_path.contains('\''),
+            "a temp path to quote: {open_path}"
+        );
+        let open_quoted = format!("'{open_path}'");
+        let script = format!(
+            "#!/bin/sh\ni=0\nwhile [ ! -e {open_quoted} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\nexec \"$@\"\n"
+        );
+        std::fs::write(&hook, script).expect("write the fetch gate");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("make the fetch gate executable");
+        let mut config = std::fs::read_to_string(self.gitconfig_path()).expect("read gitconfig");
+        config.push_str(&format!(
+            "[uploadpack]\n\tpackObjectsHook = {}\n",
+            hook.display()
+        ));
+        std::fs::write(self.gitconfig_path(), config).expect("write gitconfig");
+        FetchGate { open }
+    }
+
     fn write_gitconfig(&self) {
         let base = self.dir.path().display();
         let mut config = format!("[url \"{base}/\"]\n");
@@ -190,6 +218,24 @@ impl GitServer {
         // The repositories may be read by a process running as another user.
         config.push_str("[safe]\n\tdirectory = *\n");
         std::fs::write(self.gitconfig_path(), config).expect("write gitconfig");
+    }
+}
+
+/// Fetches held by [`GitServer::hold_fetches`] go on once this is released or dropped.
+pub struct FetchGate {
+    open: PathBuf,
+}
+
+impl FetchGate {
+    /// Lets held and later fetches go on.
+    pub fn release(&self) {
+        std::fs::write(&self.open, b"").expect("open the fetch gate");
+    }
+}
+
+impl Drop for FetchGate {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.open, b"");
     }
 }
 

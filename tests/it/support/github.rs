@@ -66,6 +66,7 @@ fn insert_human_comment(
         body: body.to_owned(),
         via_api: false,
         edits: 0,
+        earlier: Vec::new(),
         created_at: now,
         updated_at: now,
     };

@@ -33,6 +33,8 @@ pub struct Comment {
     pub via_api: bool,
     /// How many times it was edited through the API.
     pub edits: u32,
+    /// The bodies it had before each edit, oldest first.
+    pub earlier: Vec<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }

@@ -409,6 +409,7 @@ async fn create_comment(
             body: text,
             via_api: true,
             edits: 0,
+            earlier: Vec::new(),
             created_at: now,
             updated_at: now,
         };
@@ -447,7 +448,9 @@ async fn update_comment(
             .iter_mut()
             .find(|c| c.id == id)
             .expect("found above");
-        comment.body = text;
+        comment
+            .earlier
+            .push(std::mem::replace(&mut comment.body, text));
         comment.edits += 1;
         comment.updated_at = OffsetDateTime::now_utc();
         let comment = comment.clone();
