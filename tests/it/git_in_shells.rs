@@ -152,6 +152,64 @@ async fn credentials_are_refused_to_forged_agent_tokens_and_deleted_workspaces()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_in_the_shell_keeps_working_after_the_agent_restarts() {
+    let scene = ready_workspace_over_http("after-restart", None).await;
+    let socket = scene
+        .sam
+        .workspaces_dir()
+        .join(".git-credentials")
+        .join(format!("{}.sock", scene.workspace_id()));
+    let first = agent_of(&scene).expect("sam runs an agent");
+    assert!(socket.exists());
+
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // sam starts another agent, which opens the sockets of the checkouts it finds again.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let restarted = agent_of(&scene).is_some_and(|pid| pid != first);
+        if restarted && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new agent answers on {}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut shell = Shell::open(&scene).await;
+    let (status, output) = shell
+        .run("git commit -q --allow-empty -m 'After a restart' && git push -q origin HEAD")
+        .await;
+    assert_eq!(status, 0, "the push failed:\n{output}");
+    assert_eq!(
+        scene.git.show(REPO, "%s", "refs/heads/after-restart"),
+        "After a restart"
+    );
+}
+
+/// The pid of the `sam-agent` that sam started, if one runs.
+fn agent_of(scene: &ReadyWorkspace) -> Option<u32> {
+    let sam = scene.sam.pid();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`; the name may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let parent: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (parent == sam && head.ends_with("(sam-agent")).then_some(pid)
+        })
+}
+
 /// Neither the checkout's config, nor its remotes, nor the shell's environment hold any
 /// token the stand-in issued; the config names the agent's helper instead.
 async fn assert_no_token_is_written_down(scene: &ReadyWorkspace, shell: &mut Shell) {
