@@ -140,3 +140,131 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
     text.split_once(':')
         .map(|(_, password)| password.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use base64::Engine;
+    use serde_json::{Value, json};
+
+    use crate::support::git::GitServer;
+    use crate::support::github::GitHubStandIn;
+    use crate::support::http_client;
+
+    /// A token the stand-in issues for `body` (`repository_ids`, `permissions`).
+    async fn token(github: &GitHubStandIn, installation: u64, body: Value) -> String {
+        let answer: Value = http_client()
+            .post(format!(
+                "{}/app/installations/{installation}/access_tokens",
+                github.url()
+            ))
+            .bearer_auth(github.app_jwt())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// git with only `token` as its credential (none when empty), in `dir`.
+    fn git(dir: &Path, token: &str, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new("git");
+        if !token.is_empty() {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+            command.args([
+                "-c",
+                &format!("http.extraHeader=Authorization: Basic {basic}"),
+            ]);
+        }
+        command
+            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fetch_and_push_need_a_token_with_the_repository_and_permission() {
+        let server = GitServer::new();
+        server.create_repo("octo/hello");
+        server.create_repo("octo/other");
+        let github = GitHubStandIn::start().await;
+        github.use_git_server(server.dir());
+        let installation = github.add_installation("octo");
+        let hello = github.add_repo("octo/hello", installation);
+        let other = github.add_repo("octo/other", installation);
+        let url = format!("{}/octo/hello.git", github.url());
+
+        let read = token(
+            &github,
+            installation,
+            json!({ "repository_ids": [hello], "permissions": { "contents": "read" } }),
+        )
+        .await;
+        let write = token(
+            &github,
+            installation,
+            json!({ "repository_ids": [hello], "permissions": { "contents": "write" } }),
+        )
+        .await;
+        let elsewhere = token(
+            &github,
+            installation,
+            json!({ "repository_ids": [other], "permissions": { "contents": "write" } }),
+        )
+        .await;
+
+        let work = tempfile::tempdir().unwrap();
+        for refused in ["", "ghs_made_up", elsewhere.as_str()] {
+            let output = git(work.path(), refused, &["ls-remote", &url]);
+            assert!(!output.status.success(), "fetched with {refused:?}");
+        }
+        let clone = git(work.path(), &read, &["clone", "--quiet", &url, "hello"]);
+        assert!(
+            clone.status.success(),
+            "{}",
+            String::from_utf8_lossy(&clone.stderr)
+        );
+
+        let checkout = work.path().join("hello");
+        let commit = git(&checkout, "", &["commit", "-q", "--allow-empty", "-m", "x"]);
+        assert!(commit.status.success());
+        let denied = git(
+            &checkout,
+            &read,
+            &["push", "origin", "HEAD:refs/heads/pushed"],
+        );
+        assert!(!denied.status.success());
+        assert!(String::from_utf8_lossy(&denied.stderr).contains("403"));
+        assert!(!server.has_ref("octo/hello", "refs/heads/pushed"));
+
+        let pushed = git(
+            &checkout,
+            &write,
+            &["push", "origin", "HEAD:refs/heads/pushed"],
+        );
+        assert!(
+            pushed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+        assert!(server.has_ref("octo/hello", "refs/heads/pushed"));
+        let statuses: Vec<(bool, u16)> = github
+            .git_accesses()
+            .iter()
+            .map(|a| (a.push, a.status))
+            .collect();
+        assert!(statuses.contains(&(true, 403)), "{statuses:?}");
+        assert!(statuses.contains(&(true, 200)), "{statuses:?}");
+    }
+}
