@@ -259,3 +259,33 @@ async fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot create {}", dir.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_for_the_origin_the_marker_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let marker = dir.path().join(MARKER);
+
+        // A checkout made before markers named the remote gets no credentials.
+        std::fs::write(&marker, br#"{"branch":"main"}"#).unwrap();
+        assert_eq!(credential_origin(dir.path()), None);
+
+        std::fs::write(
+            &marker,
+            br#"{"branch":"main","remote":"http://127.0.0.1:8080/o/r.git"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            credential_origin(dir.path()).map(|origin| origin.url()),
+            Some("http://127.0.0.1:8080".to_owned())
+        );
+
+        // A remote on disk needs none.
+        std::fs::write(&marker, br#"{"branch":"main","remote":"/srv/git/o/r.git"}"#).unwrap();
+        assert_eq!(credential_origin(dir.path()), None);
+    }
+}

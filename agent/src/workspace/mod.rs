@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
-use crate::credential::broker::{Broker, ControlPlane};
+use crate::credential::broker::{Broker, ControlPlane, Origin};
 use crate::shell_user::ShellUser;
 use checkout::Checkout;
 pub use checkout::CheckoutError;
@@ -123,7 +123,7 @@ impl Workspaces {
                 continue;
             };
             if let Some(origin) = checkout::credential_origin(&entry.path()) {
-                broker.listen(id, origin)?;
+                listen_or_warn(broker, id, origin);
             }
         }
         Ok(())
@@ -219,13 +219,21 @@ impl Workspaces {
             .with_context(|| format!("cannot move the checkout to {}", dir.display()))?;
         if let (Some(broker), Some(origin)) = (&self.credentials, checkout::credential_origin(&dir))
         {
-            broker.listen(id, origin)?;
+            listen_or_warn(broker, id, origin);
         }
         checkout::describe(&dir).await
     }
 
     fn dir(&self, id: WorkspaceId) -> PathBuf {
         self.root.join(id.to_string())
+    }
+}
+
+/// A workspace whose credential socket cannot be opened is still a workspace: its shells
+/// work, and git in them says it has no credentials.
+fn listen_or_warn(broker: &Broker, id: WorkspaceId, origin: Origin) {
+    if let Err(error) = broker.listen(id, origin) {
+        tracing::warn!(workspace = %id, error = format!("{error:#}"), "git in this workspace's shells gets no credentials");
     }
 }
 
