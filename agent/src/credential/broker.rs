@@ -287,6 +287,10 @@ impl Inner {
             .await
             .context("the helper did not ask in time")?
             .context("cannot read the helper's question")?;
+        if line.is_empty() {
+            // Connected and left without asking: nothing to answer.
+            return Ok(());
+        }
         let reply = match serde_json::from_slice::<Ask>(&line) {
             Ok(ask) => self.reply(id, origin, &ask).await,
             Err(_) => Reply::Refused {
