@@ -42,7 +42,8 @@ impl App {
         let root = config.data_dir.join("workspaces");
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let shell_user = local::shell_user(&config.data_dir, &root)?;
-        let agent = LocalAgent::start(local::agent_program()?, root, shell_user)
+        let control_url = local::control_url(config.listen);
+        let agent = LocalAgent::start(local::agent_program()?, root, shell_user, control_url)
             .await
             .context("starting the local workspace agent")?;
         let workspaces = Workspaces::new(db.clone(), github.clone(), Provider::Local(agent));

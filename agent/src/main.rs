@@ -41,10 +41,17 @@ struct Cli {
 enum Command {
     /// Serve the workspace and terminal API (token key in the SAM_AGENT_KEY env var, hex).
     Serve(ServeArgs),
-    /// git credential helper used by the agent's own fetches; not for people.
+    /// git credential helper used by the agent's own fetches and by git in the
+    /// workspaces' shells; not for people.
     GitCredential {
         /// get, store or erase, as git passes it.
         operation: String,
+        /// The agent's credential socket of the workspace, to ask for a token.
+        #[arg(long, requires = "workspace")]
+        socket: Option<PathBuf>,
+        /// The workspace whose token to ask for.
+        #[arg(long, requires = "socket")]
+        workspace: Option<String>,
     },
 }
 
@@ -66,14 +73,26 @@ struct ServeArgs {
     /// root. Without it, shells run as the agent's own user.
     #[arg(long)]
     shell_user: Option<String>,
+    /// sam's URL, asked for fresh repository tokens when git in a shell needs them.
+    /// Without it, shells get no git credentials.
+    #[arg(long)]
+    control_url: Option<url::Url>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::GitCredential { operation } => credential::answer(
+        Command::GitCredential {
+            operation,
+            socket,
+            workspace,
+        } => credential::answer(
             &operation,
             std::env::var(credential::TOKEN_VAR).ok().as_deref(),
+            socket
+                .zip(workspace)
+                .map(|(socket, workspace)| credential::AgentSocket { socket, workspace })
+                .as_ref(),
             std::io::stdin().lock(),
             std::io::stdout().lock(),
         ),
@@ -114,11 +133,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(shell_user::ShellUser::lookup)
                 .transpose()?;
+            let control = args
+                .control_url
+                .map(|url| credential::broker::ControlPlane::new(url, &key))
+                .transpose()?;
             let workspaces = Workspaces::open(
                 &args.root,
                 &helper_exe,
                 Duration::from_secs(args.git_timeout_secs),
                 shell_user.clone(),
+                control,
             )?;
             let sessions = Sessions::new(Duration::from_secs(args.session_grace_secs), shell_user);
             let state = Arc::new(AppState {

@@ -16,6 +16,11 @@ use thiserror::Error;
 /// with the same key is never accepted by the agent.
 pub const AUDIENCE: &str = "sam-agent";
 
+/// The audience of tokens the agent presents to sam (asking for a workspace's git
+/// credentials), so that a token sam minted for the agent is never accepted by sam, nor
+/// one the agent minted accepted by the agent.
+pub const CONTROL_PLANE_AUDIENCE: &str = "sam";
+
 /// Clock skew between sam and the agent that is forgiven when checking expiry.
 pub const LEEWAY: Duration = Duration::from_secs(5);
 
@@ -50,9 +55,15 @@ pub enum TokenError {
 
 /// Mints a token for `workspace` that expires after `ttl`.
 pub fn mint(key: &[u8], workspace: &str, ttl: Duration) -> String {
+    mint_for(key, AUDIENCE, workspace, ttl)
+}
+
+/// Mints a token for `workspace`, meant for `audience` ([`AUDIENCE`] or
+/// [`CONTROL_PLANE_AUDIENCE`]), that expires after `ttl`.
+pub fn mint_for(key: &[u8], audience: &str, workspace: &str, ttl: Duration) -> String {
     let now = unix_now();
     let claims = Claims {
-        aud: AUDIENCE.to_owned(),
+        aud: audience.to_owned(),
         sub: workspace.to_owned(),
         iat: now,
         exp: now.saturating_add(ttl.as_secs()),
@@ -68,8 +79,18 @@ pub fn mint(key: &[u8], workspace: &str, ttl: Duration) -> String {
 /// Checks that `token` was signed with `key`, is meant for the agent, has not
 /// expired (allowing [`LEEWAY`]) and names `workspace`.
 pub fn verify(key: &[u8], token: &str, workspace: &str) -> Result<(), TokenError> {
+    verify_for(key, AUDIENCE, token, workspace)
+}
+
+/// [`verify`] for a token meant for `audience`.
+pub fn verify_for(
+    key: &[u8],
+    audience: &str,
+    token: &str,
+    workspace: &str,
+) -> Result<(), TokenError> {
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_audience(&[AUDIENCE]);
+    validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["exp", "aud", "sub"]);
     validation.leeway = LEEWAY.as_secs();
     validation.sub = Some(workspace.to_owned());
@@ -161,6 +182,29 @@ mod tests {
         let token = signed(&claims("sam-web", WORKSPACE, unix_now() + 60), KEY);
         assert_eq!(
             verify(KEY, &token, WORKSPACE),
+            Err(TokenError::WrongAudience)
+        );
+    }
+
+    #[test]
+    fn agent_and_control_plane_tokens_are_not_interchangeable() {
+        let for_sam = mint_for(
+            KEY,
+            CONTROL_PLANE_AUDIENCE,
+            WORKSPACE,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            verify(KEY, &for_sam, WORKSPACE),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            verify_for(KEY, CONTROL_PLANE_AUDIENCE, &for_sam, WORKSPACE),
+            Ok(())
+        );
+        let for_agent = mint(KEY, WORKSPACE, Duration::from_secs(60));
+        assert_eq!(
+            verify_for(KEY, CONTROL_PLANE_AUDIENCE, &for_agent, WORKSPACE),
             Err(TokenError::WrongAudience)
         );
     }

@@ -22,7 +22,7 @@ use crate::config::Config;
 /// The App's clients: one authenticated as the App, one per installation on demand.
 #[derive(Clone)]
 pub struct GitHub {
-    app: Octocrab,
+    pub(super) app: Octocrab,
     /// Shared, not cloned: cloning an `Octocrab` copies its token cache, and the copy's
     /// tokens never reach the others, so each caller would mint a token of its own.
     installations: Arc<Mutex<HashMap<u64, Arc<Octocrab>>>>,

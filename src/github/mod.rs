@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod events;
+pub mod tokens;
 
 pub use client::{GitHub, Permission, PullRequest, RepoClient, answer_status, clone_url};
 

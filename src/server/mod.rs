@@ -1,5 +1,6 @@
 //! The HTTP server: routes, the webhook endpoint, health, and static assets.
 
+pub mod agents;
 mod assets;
 mod health;
 pub mod signature;
@@ -26,6 +27,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/github/webhook",
             post(webhook::receive).layer(webhook::body_limit()),
+        )
+        .route(
+            "/api/agents/workspaces/{id}/git-credentials",
+            post(agents::credentials::issue),
         )
         .route("/w/{id}", get(page::open))
         .route("/w/{id}/ws", get(page::socket))

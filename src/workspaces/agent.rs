@@ -69,6 +69,21 @@ impl AgentClient {
         sam_protocol::token::mint(&self.key, &workspace.to_string(), TOKEN_TTL)
     }
 
+    /// Checks a token the agent presents to sam about `workspace`: signed with this
+    /// agent's key, meant for sam, unexpired, and naming that workspace.
+    pub fn verify_agent_token(
+        &self,
+        token: &str,
+        workspace: Uuid,
+    ) -> Result<(), sam_protocol::TokenError> {
+        sam_protocol::token::verify_for(
+            &self.key,
+            sam_protocol::token::CONTROL_PLANE_AUDIENCE,
+            token,
+            &workspace.to_string(),
+        )
+    }
+
     /// Clones and checks out; the agent answers when the workspace is ready.
     pub async fn checkout(
         &self,

@@ -33,17 +33,19 @@ struct Announcement {
 
 impl LocalAgent {
     /// Starts the agent and a task that restarts it whenever it exits; its shells run as
-    /// `shell_user` when given.
+    /// `shell_user` when given, and git in them gets tokens from sam at `control_url`.
     pub async fn start(
         program: PathBuf,
         root: PathBuf,
         shell_user: Option<String>,
+        control_url: url::Url,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let agent = Agent {
             program,
             root,
             shell_user,
+            control_url,
         };
         let (child, client) = agent.spawn().await?;
         let (publish, current) = watch::channel(Some(client));
@@ -133,11 +135,24 @@ fn create_account(name: &str) -> anyhow::Result<()> {
     )
 }
 
+/// The URL the local agent reaches sam at: its own listen address, on the loopback
+/// interface when sam listens on every interface.
+pub fn control_url(listen: std::net::SocketAddr) -> url::Url {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let address = std::net::SocketAddr::new(ip, listen.port());
+    url::Url::parse(&format!("http://{address}/")).expect("an address makes a valid URL")
+}
+
 /// How to start the agent, kept for restarts.
 struct Agent {
     program: PathBuf,
     root: PathBuf,
     shell_user: Option<String>,
+    control_url: url::Url,
 }
 
 impl Agent {
@@ -149,7 +164,9 @@ impl Agent {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--root")
-            .arg(&self.root);
+            .arg(&self.root)
+            .arg("--control-url")
+            .arg(self.control_url.as_str());
         if let Some(user) = &self.shell_user {
             command.arg("--shell-user").arg(user);
         }
@@ -212,5 +229,19 @@ async fn supervise(agent: Agent, mut child: Child, publish: watch::Sender<Option
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_reaches_sam_on_loopback() {
+        let url = |listen: &str| control_url(listen.parse().unwrap()).to_string();
+        assert_eq!(url("127.0.0.1:3000"), "http://127.0.0.1:3000/");
+        assert_eq!(url("0.0.0.0:3000"), "http://127.0.0.1:3000/");
+        assert_eq!(url("[::]:3000"), "http://[::1]:3000/");
+        assert_eq!(url("10.0.0.5:8080"), "http://10.0.0.5:8080/");
     }
 }

@@ -142,10 +142,13 @@ impl Workspaces {
         } else {
             Step::Cloning
         });
+        // A token for this repository alone, read-only: the App may write contents, but
+        // the checkout only fetches.
         let token = self
             .github
-            .installation_token(workspace.installation_id as u64)
-            .await?;
+            .checkout_token(workspace.installation_id as u64, &workspace.repo_full_name)
+            .await?
+            .token;
         let agent = self.provider.agent_for(workspace.id).await?;
         let email = format!(
             "{}+{}@users.noreply.github.com",

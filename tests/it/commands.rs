@@ -137,7 +137,13 @@ async fn people_without_write_access_get_one_polite_reply_and_no_workspace() {
     }
     assert_eq!(stage.workspace_count().await, 0);
     let checkouts: Vec<_> = std::fs::read_dir(stage.sam.workspaces_dir())
-        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .map(|dir| {
+            dir.flatten()
+                // The agent's own folders (credential sockets) are hidden.
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| e.path())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(checkouts.is_empty(), "{checkouts:?}");
 

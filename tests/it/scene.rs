@@ -29,7 +29,7 @@ pub struct ReadyWorkspace {
     pub sam: SamServer,
     pub github: GitHubStandIn,
     /// The repositories sam clones from, kept for as long as the workspace is used.
-    git: GitServer,
+    pub git: GitServer,
     /// Kept for as long as the workspace is used: sam's database.
     db: TestDatabase,
     /// sam's status comment, once it said "ready".
@@ -217,6 +217,51 @@ pub async fn ready_workspace_with(branch: &str, settings: &[(&str, &str)]) -> Re
     }
 }
 
+/// [`ready_workspace`] with the repositories behind the GitHub stand-in's smart HTTP, where
+/// every fetch and push needs a token the stand-in issued; with `fork` (`owner/name`), the
+/// pull request comes from that repository, and its head is reached through
+/// `refs/pull/<n>/head` of the scene's repository, as on GitHub.
+pub async fn ready_workspace_over_http(branch: &str, fork: Option<&str>) -> ReadyWorkspace {
+    let mut git = GitServer::new();
+    git.create_repo(REPO);
+    let github = GitHubStandIn::start().await;
+    github.use_git_server(git.dir());
+    git.serve_over_http(github.url());
+    let installation = github.add_installation(REQUESTER);
+    github.add_repo(REPO, installation);
+    github.set_permission(REPO, REQUESTER, "write");
+    let head = git.push_branch(REPO, branch, &[("README.md", "checked out by sam\n")]);
+    if let Some(fork) = fork {
+        github.add_repo_without_installation(fork);
+        git.pull_ref(REPO, PULL, &head);
+    }
+    github.add_pull_request(
+        REPO,
+        PULL,
+        PullRequestSpec {
+            head_ref: branch.into(),
+            head_sha: head.clone(),
+            head_repo: fork.map(Into::into),
+            author: REQUESTER.into(),
+            ..Default::default()
+        },
+    );
+    github.sign_in_as(REQUESTER);
+    let db = TestDatabase::create().await;
+    let sam = SamServer::start(&github, &git, &db).await;
+
+    let (ready, link) = open_pull_request(&sam, &github, PULL).await;
+    ReadyWorkspace {
+        sam,
+        github,
+        git,
+        db,
+        ready,
+        link,
+        head,
+    }
+}
+
 /// `branch` pushed to the repository and made the head of pull request `pull` by the
 /// requester; the branch's commit.
 fn pull_request_on_new_branch(
@@ -269,7 +314,8 @@ async fn write_on_pull_request(
     delivery: &str,
 ) -> Comment {
     let comment = github.add_comment(REPO, pull, REQUESTER, body);
-    let payload = comment_on_pull_request(pull, comment.id, body);
+    let ids = (github.repo_id(REPO), github.add_user(REQUESTER));
+    let payload = comment_on_pull_request(pull, comment.id, body, ids);
     let answer = sam.deliver("issue_comment", delivery, &payload).await;
     assert_eq!(
         answer.status(),
@@ -292,8 +338,15 @@ pub fn workspace_of(link: &str) -> String {
 }
 
 /// The fixture comment on pull request #3, moved to pull request `pull`, with its body
-/// replaced by `body` and its id by the one the stand-in gave the comment.
-fn comment_on_pull_request(pull: u64, comment_id: u64, body: &str) -> Vec<u8> {
+/// replaced by `body`, its id by the one the stand-in gave the comment, and the ids of the
+/// repository and of the requester by the stand-in's (sam asks GitHub for tokens by
+/// repository id, and makes the requester's commit address from their id).
+fn comment_on_pull_request(
+    pull: u64,
+    comment_id: u64,
+    body: &str,
+    (repo_id, requester_id): (u64, u64),
+) -> Vec<u8> {
     let mut payload: Value = serde_json::from_slice(&fixtures::webhook(
         "issue_comment",
         "created-on-pull-request",
@@ -302,6 +355,8 @@ fn comment_on_pull_request(pull: u64, comment_id: u64, body: &str) -> Vec<u8> {
     payload["issue"]["number"] = Value::from(pull);
     payload["comment"]["body"] = Value::String(body.to_owned());
     payload["comment"]["id"] = Value::from(comment_id);
+    payload["repository"]["id"] = Value::from(repo_id);
+    payload["comment"]["user"]["id"] = Value::from(requester_id);
     serde_json::to_vec(&payload).unwrap()
 }
 

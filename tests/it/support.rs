@@ -9,6 +9,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod git;
+pub mod git_http;
 pub mod github;
 
 /// An HTTP client for tests: it does not follow redirects (tests look at them), and it

@@ -9,7 +9,8 @@ use thiserror::Error;
 use super::Ready;
 use super::git::{Git, Output};
 use super::request::CheckoutRequest;
-use crate::credential::{self, TOKEN_VAR};
+use crate::credential::broker::Origin;
+use crate::credential::{self, AgentSocket, TOKEN_VAR};
 
 /// Where a checkout notes what it checked out, inside `.git` so it never shows in
 /// `git status`.
@@ -18,6 +19,10 @@ const MARKER: &str = ".git/sam-workspace.json";
 #[derive(Serialize, Deserialize)]
 struct Marker {
     branch: String,
+    /// The remote's URL as git reaches it (after `url.<base>.insteadOf`), whose scheme
+    /// and host are the only ones the workspace's credentials are given for.
+    #[serde(default)]
+    remote: Option<String>,
 }
 
 /// Why a checkout did not happen.
@@ -61,6 +66,9 @@ pub struct Checkout<'a> {
     pub helper_exe: &'a Path,
     /// What to check out.
     pub request: &'a CheckoutRequest,
+    /// Where git in the workspace's shells asks for credentials, when the agent can get
+    /// them from sam.
+    pub shell_credentials: Option<&'a AgentSocket>,
 }
 
 impl Checkout<'_> {
@@ -154,13 +162,40 @@ impl Checkout<'_> {
             require(email, || "cannot set user.email".into())?;
         }
 
+        let remote = git.run(["ls-remote", "--get-url", "origin"]).await?;
+        let remote = remote.success.then_some(remote.stdout);
+        let origin = remote.as_deref().and_then(Origin::of);
+        if let (Some(origin), Some(via)) = (&origin, self.shell_credentials) {
+            self.configure_helper(git, origin, via).await?;
+        }
+
         let marker = serde_json::to_vec(&Marker {
             branch: branch.to_owned(),
+            remote,
         })
         .context("cannot encode the workspace marker")?;
         tokio::fs::write(self.dir.join(MARKER), marker)
             .await
             .context("cannot write the workspace marker")?;
+        Ok(())
+    }
+
+    /// Makes the agent the only credential helper for the remote's origin, in the
+    /// checkout's own config: the empty value drops helpers of the system or global
+    /// config (one that stores passwords would write tokens to disk). The helper's
+    /// command names the agent binary, its socket and the workspace; no secret.
+    async fn configure_helper(
+        &self,
+        git: &mut Git<'_>,
+        origin: &Origin,
+        via: &AgentSocket,
+    ) -> Result<(), Failure> {
+        let key = format!("credential.{}.helper", origin.url());
+        let command = credential::helper_command(self.helper_exe, Some(via))?;
+        for value in ["", command.as_str()] {
+            let set = git.run(["config", "--add", "--", &key, value]).await?;
+            require(set, || "cannot configure git's credential helper".into())?;
+        }
         Ok(())
     }
 
@@ -184,7 +219,7 @@ pub async fn describe(dir: &Path) -> Result<Ready, CheckoutError> {
     let marker = tokio::fs::read(dir.join(MARKER))
         .await
         .with_context(|| format!("{} has no workspace marker", dir.display()))?;
-    let Marker { branch } =
+    let Marker { branch, .. } =
         serde_json::from_slice(&marker).context("the workspace marker is unreadable")?;
     let head = Git::new(dir).run(["rev-parse", "--verify", "HEAD"]).await?;
     if !head.success {
@@ -195,6 +230,14 @@ pub async fn describe(dir: &Path) -> Result<Ready, CheckoutError> {
         head: head.stdout,
         branch,
     })
+}
+
+/// The origin credentials are given for in a ready workspace, from its marker; `None`
+/// for a remote that needs none, or a checkout made before the marker said.
+pub fn credential_origin(dir: &Path) -> Option<Origin> {
+    let marker = std::fs::read(dir.join(MARKER)).ok()?;
+    let marker: Marker = serde_json::from_slice(&marker).ok()?;
+    Origin::of(&marker.remote?)
 }
 
 async fn has_commit(git: &mut Git<'_>, commit: &str) -> anyhow::Result<bool> {
@@ -215,4 +258,34 @@ async fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(dir)
         .await
         .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_for_the_origin_the_marker_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let marker = dir.path().join(MARKER);
+
+        // A checkout made before markers named the remote gets no credentials.
+        std::fs::write(&marker, br#"{"branch":"main"}"#).unwrap();
+        assert_eq!(credential_origin(dir.path()), None);
+
+        std::fs::write(
+            &marker,
+            br#"{"branch":"main","remote":"http://127.0.0.1:8080/o/r.git"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            credential_origin(dir.path()).map(|origin| origin.url()),
+            Some("http://127.0.0.1:8080".to_owned())
+        );
+
+        // A remote on disk needs none.
+        std::fs::write(&marker, br#"{"branch":"main","remote":"/srv/git/o/r.git"}"#).unwrap();
+        assert_eq!(credential_origin(dir.path()), None);
+    }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
+use crate::credential::broker::{Broker, ControlPlane, Origin};
 use crate::shell_user::ShellUser;
 use checkout::Checkout;
 pub use checkout::CheckoutError;
@@ -63,17 +64,22 @@ pub struct Workspaces {
     git_timeout: Duration,
     /// Who gets each finished checkout: the shells' user, when they have their own.
     owner: Option<Arc<ShellUser>>,
+    /// Git credentials for the shells, when the agent knows sam to ask.
+    credentials: Option<Broker>,
     locks: Arc<Mutex<HashMap<WorkspaceId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Workspaces {
     /// Opens `root`, creating it, and clears checkouts a previous run left unfinished.
-    /// `helper_exe` is the agent binary, which doubles as git's credential helper.
+    /// `helper_exe` is the agent binary, which doubles as git's credential helper. With
+    /// `control`, git in the shells gets tokens from sam, for the checkouts already there
+    /// too. Needs the async runtime.
     pub fn open(
         root: &Path,
         helper_exe: &Path,
         git_timeout: Duration,
         owner: Option<ShellUser>,
+        control: Option<ControlPlane>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create workspace root {}", root.display()))?;
@@ -85,13 +91,42 @@ impl Workspaces {
             std::fs::remove_dir_all(&partial)
                 .with_context(|| format!("cannot clear {}", partial.display()))?;
         }
-        Ok(Workspaces {
+        let owner = owner.map(Arc::new);
+        let credentials = control
+            .map(|control| Broker::open(&root, control, owner.clone()))
+            .transpose()?;
+        let workspaces = Workspaces {
             root: root.into(),
             helper_exe: helper_exe.into(),
             git_timeout,
-            owner: owner.map(Arc::new),
+            owner,
+            credentials,
             locks: Arc::default(),
-        })
+        };
+        workspaces.serve_credentials_of_existing()?;
+        Ok(workspaces)
+    }
+
+    /// Opens the credential sockets of the checkouts a previous run made.
+    fn serve_credentials_of_existing(&self) -> anyhow::Result<()> {
+        let Some(broker) = &self.credentials else {
+            return Ok(());
+        };
+        let entries = std::fs::read_dir(&self.root)
+            .with_context(|| format!("cannot list {}", self.root.display()))?;
+        for entry in entries.filter_map(Result::ok) {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<WorkspaceId>().ok())
+            else {
+                continue;
+            };
+            if let Some(origin) = checkout::credential_origin(&entry.path()) {
+                listen_or_warn(broker, id, origin);
+            }
+        }
+        Ok(())
     }
 
     /// Serializes work on one workspace: checkout, removal and session start.
@@ -138,10 +173,12 @@ impl Workspaces {
             return checkout::describe(&dir).await;
         }
         let partial = self.root.join(PARTIAL).join(id.to_string());
+        let shell_credentials = self.credentials.as_ref().map(|b| b.socket_for(id));
         let checkout = Checkout {
             dir: &partial,
             helper_exe: &self.helper_exe,
             request,
+            shell_credentials: shell_credentials.as_ref(),
         };
         let result = match tokio::time::timeout(self.git_timeout, checkout.run()).await {
             Ok(result) => result,
@@ -162,6 +199,9 @@ impl Workspaces {
     /// Removes the workspace's directory; removing an unknown workspace is no error.
     /// The caller holds the workspace's lock and has hung up its sessions.
     pub async fn remove(&self, id: WorkspaceId) -> anyhow::Result<()> {
+        if let Some(broker) = &self.credentials {
+            broker.stop(id);
+        }
         remove_dir(&self.dir(id)).await?;
         remove_dir(&self.root.join(PARTIAL).join(id.to_string())).await
     }
@@ -177,11 +217,23 @@ impl Workspaces {
         tokio::fs::rename(partial, &dir)
             .await
             .with_context(|| format!("cannot move the checkout to {}", dir.display()))?;
+        if let (Some(broker), Some(origin)) = (&self.credentials, checkout::credential_origin(&dir))
+        {
+            listen_or_warn(broker, id, origin);
+        }
         checkout::describe(&dir).await
     }
 
     fn dir(&self, id: WorkspaceId) -> PathBuf {
         self.root.join(id.to_string())
+    }
+}
+
+/// A workspace whose credential socket cannot be opened is still a workspace: its shells
+/// work, and git in them says it has no credentials.
+fn listen_or_warn(broker: &Broker, id: WorkspaceId, origin: Origin) {
+    if let Err(error) = broker.listen(id, origin) {
+        tracing::warn!(workspace = %id, error = format!("{error:#}"), "git in this workspace's shells gets no credentials");
     }
 }
 

@@ -23,6 +23,8 @@ const IDENTITY: [&str; 4] = [
 pub struct GitServer {
     dir: TempDir,
     url_prefixes: Vec<String>,
+    /// Where the prefixes lead instead of the folder: an HTTP server of the repositories.
+    http_base: Option<String>,
 }
 
 impl GitServer {
@@ -35,6 +37,7 @@ impl GitServer {
         let server = Self {
             dir,
             url_prefixes: vec!["https://github.com/".to_owned()],
+            http_base: None,
         };
         server.write_gitconfig();
         server
@@ -59,6 +62,19 @@ impl GitServer {
             format!("{prefix}/")
         };
         self.url_prefixes.push(prefix);
+        self.write_gitconfig();
+    }
+
+    /// Sends the mapped prefixes to `base` (the GitHub stand-in's URL, which serves these
+    /// repositories over smart HTTP and checks tokens) instead of to the folder, so that
+    /// every fetch and push needs credentials, as on GitHub.
+    pub fn serve_over_http(&mut self, base: &str) {
+        let base = if base.ends_with('/') {
+            base.to_owned()
+        } else {
+            format!("{base}/")
+        };
+        self.http_base = Some(base);
         self.write_gitconfig();
     }
 
@@ -209,9 +225,30 @@ impl GitServer {
         FetchGate { open }
     }
 
+    /// `git log -1 --format=<format> <reference>` in `full_name`.
+    pub fn show(&self, full_name: &str, format: &str, reference: &str) -> String {
+        git(
+            &self.repo_path(full_name),
+            &["log", "-1", &format!("--format={format}"), reference, "--"],
+            None,
+        )
+    }
+
+    /// Whether `reference` exists in `full_name`.
+    pub fn has_ref(&self, full_name: &str, reference: &str) -> bool {
+        try_git(
+            &self.repo_path(full_name),
+            &["rev-parse", "--verify", "--quiet", reference],
+        )
+        .is_some()
+    }
+
     fn write_gitconfig(&self) {
-        let base = self.dir.path().display();
-        let mut config = format!("[url \"{base}/\"]\n");
+        let base = match &self.http_base {
+            Some(base) => base.clone(),
+            None => format!("{}/", self.dir.path().display()),
+        };
+        let mut config = format!("[url \"{base}\"]\n");
         for prefix in &self.url_prefixes {
             config.push_str(&format!("\tinsteadOf = {prefix}\n"));
         }

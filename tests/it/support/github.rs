@@ -1,7 +1,8 @@
 //! A stateful stand-in for the parts of GitHub sam talks to: the REST API as the App, as
 //! its installations and as a signed-in person, and the browser pages of OAuth sign-in and
-//! App registration. One HTTP server on 127.0.0.1 serves both `GITHUB_API_URL` and
-//! `GITHUB_URL` (their paths do not collide).
+//! App registration, and git's smart HTTP protocol on the bare repositories of a
+//! `GitServer` (`GITHUB_URL/owner/name.git`, for installation tokens only). One HTTP server
+//! on 127.0.0.1 serves both `GITHUB_API_URL` and `GITHUB_URL` (their paths do not collide).
 //!
 //! Credentials are checked as GitHub checks them (JWT signature and lifetime, token expiry
 //! and repository scope, token permissions), so a test fails where GitHub would refuse.
@@ -16,6 +17,7 @@ mod answers;
 mod auth;
 mod errors;
 mod faults;
+mod git;
 mod keys;
 mod model;
 mod rest;
@@ -30,7 +32,9 @@ use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 
 pub use faults::Failure;
-pub use model::{AuthKind, CheckRun, Comment, PullRequestSpec, Reaction, RequestRecord};
+pub use model::{
+    AuthKind, CheckRun, Comment, GitAccess, PullRequestSpec, Reaction, RequestRecord, TokenRecord,
+};
 
 use keys::AppKey;
 use model::{App, Installation, Model, PullRequest, Repo, repo_key};
@@ -39,7 +43,7 @@ use model::{App, Installation, Model, PullRequest, Repo, repo_key};
 fn default_installation_permissions() -> Value {
     json!({
         "metadata": "read",
-        "contents": "read",
+        "contents": "write",
         "issues": "write",
         "pull_requests": "write",
         "checks": "write",
@@ -140,6 +144,7 @@ impl GitHubStandIn {
         });
         let router = rest::routes()
             .merge(web::routes())
+            .merge(git::routes())
             .layer(axum::middleware::from_fn_with_state(
                 shared.clone(),
                 faults::record_and_inject,
@@ -266,6 +271,11 @@ impl GitHubStandIn {
             m.repos.get_mut(&key).expect("just added").installation = Some(installation);
         });
         id
+    }
+
+    /// The id of repository `full_name`, as payloads about it name it.
+    pub fn repo_id(&self, full_name: &str) -> u64 {
+        self.shared.read(|m| m.expect_repo(full_name).id)
     }
 
     /// Adds a repository the App is not installed on (a fork, say); returns its id.
@@ -427,6 +437,26 @@ impl GitHubStandIn {
     /// How many installation tokens were issued.
     pub fn tokens_issued(&self) -> usize {
         self.shared.read(|m| m.tokens.len())
+    }
+
+    /// Every installation token issued so far, with its scope.
+    pub fn issued_tokens(&self) -> Vec<TokenRecord> {
+        self.shared.read(|m| {
+            m.tokens
+                .iter()
+                .map(|(token, issued)| TokenRecord {
+                    token: token.clone(),
+                    installation: issued.installation,
+                    repos: issued.repos.as_ref().map(|r| r.iter().cloned().collect()),
+                    permissions: issued.permissions.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// The requests of git's smart HTTP protocol answered so far, oldest first.
+    pub fn git_accesses(&self) -> Vec<GitAccess> {
+        self.shared.read(|m| m.git_accesses.clone())
     }
 
     // --- what sam did -----------------------------------------------------------------------

@@ -130,6 +130,29 @@ pub struct RequestRecord {
     pub injected: bool,
 }
 
+/// One request of git's smart HTTP protocol the stand-in answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitAccess {
+    /// `owner/name`.
+    pub repo: String,
+    /// Whether it was part of a push (else of a fetch).
+    pub push: bool,
+    /// The token sent as the Basic password, if any.
+    pub token: Option<String>,
+    pub status: u16,
+}
+
+/// A token the stand-in issued, as a test may look at it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRecord {
+    pub token: String,
+    pub installation: u64,
+    /// Lower-case `owner/name` of the repositories it was narrowed to; `None` for all of
+    /// the installation's.
+    pub repos: Option<Vec<String>>,
+    pub permissions: Value,
+}
+
 pub(super) struct App {
     pub id: u64,
     pub slug: String,
@@ -216,6 +239,7 @@ pub(super) struct Model {
     pub manifest_codes: HashMap<String, ManifestCode>,
     pub signed_in: Option<String>,
     pub requests: Vec<RequestRecord>,
+    pub git_accesses: Vec<GitAccess>,
     pub failures: Vec<PlannedFailure>,
     next_id: u64,
 }
@@ -243,6 +267,7 @@ impl Model {
             manifest_codes: HashMap::new(),
             signed_in: None,
             requests: Vec::new(),
+            git_accesses: Vec::new(),
             failures: Vec::new(),
             next_id: 1000,
         }

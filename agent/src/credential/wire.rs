@@ -1,0 +1,88 @@
+//! What the helper and the agent say over a workspace's credential socket: one JSON
+//! line each way.
+
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Longest line either side accepts; real ones are well under a kilobyte.
+pub const MAX_LINE: usize = 8 * 1024;
+
+/// The helper's question: credentials for this workspace, for a URL of this scheme and
+/// host (with its port, as git spells it).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ask {
+    pub workspace: String,
+    pub protocol: String,
+    pub host: String,
+}
+
+/// The agent's answer.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Reply {
+    /// What git sends as Basic credentials.
+    Granted { username: String, password: String },
+    /// Why there are none, for the person at the terminal.
+    Refused { reason: String },
+}
+
+/// Writes `value` as one JSON line.
+pub fn write_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(value).context("cannot encode a credential message")?;
+    line.push(b'\n');
+    out.write_all(&line)
+        .and_then(|()| out.flush())
+        .context("cannot send a credential message")
+}
+
+/// Reads one JSON line; `None` when the other side closed without a line.
+pub fn read_line<T: DeserializeOwned>(input: impl BufRead) -> anyhow::Result<Option<T>> {
+    let mut line = Vec::new();
+    let read = input
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .context("cannot read a credential message")?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.len() > MAX_LINE {
+        bail!("credential message longer than {MAX_LINE} bytes");
+    }
+    serde_json::from_slice(&line)
+        .map(Some)
+        .context("malformed credential message")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_single_lines() {
+        let reply = Reply::Granted {
+            username: "x-access-token".into(),
+            password: "ghs_1".into(),
+        };
+        let mut buffer = Vec::new();
+        write_line(&mut buffer, &reply).unwrap();
+        assert_eq!(buffer.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(buffer.starts_with(br#"{"outcome":"granted""#));
+        let back: Reply = read_line(buffer.as_slice()).unwrap().unwrap();
+        assert_eq!(back, reply);
+    }
+
+    #[test]
+    fn an_empty_stream_is_no_message() {
+        assert_eq!(read_line::<Ask>(b"".as_slice()).unwrap(), None);
+    }
+
+    #[test]
+    fn an_overlong_or_malformed_line_is_refused() {
+        let long = vec![b'a'; MAX_LINE + 10];
+        assert!(read_line::<Ask>(long.as_slice()).is_err());
+        assert!(read_line::<Ask>(b"{\"workspace\":1}\n".as_slice()).is_err());
+    }
+}
