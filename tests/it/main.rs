@@ -5,10 +5,12 @@
 mod browser;
 mod checks;
 mod commands;
+mod firstrun;
 mod lifecycle;
 mod links;
 mod main_path;
 mod opening;
+mod operating;
 mod restart;
 mod scene;
 mod server;
