@@ -53,6 +53,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => {
             println!("The configuration is complete: {config:?}");
+            if config.app.is_none() {
+                match sam::setup::stored_app(&config) {
+                    Ok(Some(app)) => println!(
+                        "No App is set; sam will run as the App it registered, {} (id {}).",
+                        app.slug, app.id
+                    ),
+                    Ok(None) => println!(
+                        "No GitHub App is set or registered yet: `sam serve` offers to register one on its front page."
+                    ),
+                    Err(error) => {
+                        eprintln!("error: {error:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Serve => run(serve(config)),
