@@ -34,7 +34,7 @@ pub struct App {
     /// The App sam runs as; empty until one is configured or registered.
     registered: ArcSwapOption<AppCredentials>,
     /// What the front page asks for before it offers to register an App, so that only
-    /// someone who can read sam's log or data directory can make sam theirs.
+    /// someone who can read sam's data directory can make sam theirs.
     pub setup_token: String,
     /// Turns `true` when sam is asked to stop: workers finish the delivery in hand and
     /// take no other.
