@@ -11,7 +11,7 @@ use crate::stage::{Fixture, Stage, WAIT};
 use crate::support::db::TestDatabase;
 use crate::support::fixtures;
 use crate::support::git::GitServer;
-use crate::support::github::GitHubStandIn;
+use crate::support::github::{Failure, GitHubStandIn};
 use crate::support::http_client;
 use crate::support::visitor::Visitor;
 
@@ -243,6 +243,58 @@ async fn json_logs_are_json_lines_and_sam_stops_cleanly_on_sigterm() {
     );
     let last = lines.last().unwrap();
     assert_eq!(last["fields"]["message"], "stopped", "{text}");
+}
+
+#[tokio::test]
+async fn on_sigterm_the_delivery_in_hand_is_finished_before_sam_exits() {
+    let repo = "Codertocat/Hello-World";
+    let git = GitServer::new();
+    let github = GitHubStandIn::start().await;
+    let installation = github.add_installation("Codertocat");
+    github.add_repo(repo, installation);
+    let db = TestDatabase::create().await;
+    let mut sam = SamServer::start(&github, &git, &db).await;
+    // GitHub takes the reaction at once but answers late, so the worker is caught in the
+    // middle of the delivery when sam is asked to stop.
+    github.fail_next(
+        "POST",
+        "/repos/*/*/issues/comments/*/reactions",
+        Failure::SlowResponse(Duration::from_secs(3)),
+    );
+    let comment = github.add_comment(repo, 1, "Codertocat", "/sam help");
+    let mut payload: Value =
+        serde_json::from_slice(&fixtures::webhook("issue_comment", "created")).unwrap();
+    payload["comment"]["id"] = comment.id.into();
+    payload["comment"]["body"] = comment.body.as_str().into();
+    payload["installation"]["id"] = installation.into();
+    let answer = sam
+        .deliver(
+            "issue_comment",
+            "in-hand-1",
+            &serde_json::to_vec(&payload).unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status(), 202);
+    github.wait_for_reaction(comment.id, WAIT).await;
+
+    let status = sam.terminate(WAIT).await;
+    assert!(status.success(), "sam exited with {status} after SIGTERM");
+    let replies: Vec<_> = github
+        .comments(repo, 1)
+        .into_iter()
+        .filter(|c| c.via_api)
+        .collect();
+    assert_eq!(
+        replies.len(),
+        1,
+        "the reply was not posted before sam exited"
+    );
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM deliveries WHERE github_delivery = 'in-hand-1'")
+            .fetch_one(&db.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(state, "done");
 }
 
 #[tokio::test]
