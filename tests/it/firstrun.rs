@@ -80,6 +80,26 @@ async fn a_fresh_sam_registers_its_app_on_github_and_handles_the_first_delivery(
     let mode = std::fs::metadata(&link_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the setup link is sam's user's alone");
     let link = std::fs::read_to_string(&link_file).unwrap();
+    // The App may be named otherwise, and registered for an organization.
+    let mut other = Visitor::default();
+    let for_org = other
+        .get(&format!("{}&name=Our+sam&org=acme", link.trim()))
+        .await;
+    assert_eq!(for_org.status, 200, "{}", for_org.body);
+    let action = attribute_after(&for_org.body, "<form method=\"post\"", "action").unwrap();
+    assert!(
+        action.starts_with(&format!(
+            "{}/organizations/acme/settings/apps/new?state=",
+            github.url()
+        )),
+        "{action}"
+    );
+    let manifest = attribute_after(&for_org.body, "name=\"manifest\"", "value").unwrap();
+    let parsed: Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(parsed["name"], "Our sam");
+    let bad_org = other.get(&format!("{}&org=not+a+login", link.trim())).await;
+    assert_eq!(bad_org.status, 400, "{}", bad_org.body);
+
     let mut operator = Visitor::default();
     let form_page = operator.get(link.trim()).await;
     assert_eq!(form_page.status, 200, "{}", form_page.body);
