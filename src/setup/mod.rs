@@ -141,7 +141,9 @@ pub async fn front(
     Query(query): Query<FrontQuery>,
     jar: CookieJar,
 ) -> Response {
-    let link_file = state.config.data_dir.join(LINK_FILE).display().to_string();
+    // Named relative to the data directory: where sam's files lie on its machine is no
+    // business of whoever comes by.
+    let link_file = format!("SAM_DATA_DIR/{LINK_FILE}");
     if let Some(app) = state.registered() {
         let page = FrontPage {
             app_slug: Some(&app.slug),
