@@ -5,18 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwapOption;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{AppCredentials, Config};
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::GitHub;
 use crate::terminal::link::Signer;
 use crate::workspaces::local::{self, LocalAgent};
 use crate::workspaces::{Provider, State, Workspaces};
-use crate::{database, events, replies};
+use crate::{database, events, replies, setup};
 
 /// How many deliveries one sam process works on at once.
 const WORKERS: usize = 4;
@@ -30,13 +31,25 @@ pub struct App {
     pub signer: Signer,
     /// Wakes a worker as soon as a delivery is stored, instead of at its next poll.
     pub deliveries_waiting: Arc<Notify>,
+    /// The App sam runs as; empty until one is configured or registered.
+    registered: ArcSwapOption<AppCredentials>,
+    /// What the front page asks for before it offers to register an App, so that only
+    /// someone who can read sam's data directory can make sam theirs.
+    pub setup_token: String,
+    /// Turns `true` when sam is asked to stop: workers finish the delivery in hand and
+    /// take no other.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+    workers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl App {
     /// Connects, migrates, starts the local agent and the delivery workers.
-    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(mut config: Config) -> anyhow::Result<Arc<Self>> {
         let db = database::pool(&config.database_url)?;
         database::migrate(&db).await?;
+        if config.app.is_none() {
+            config.app = setup::stored_app(&config)?;
+        }
         let github = GitHub::new(&config)?;
         let signer = Signer::load_or_create(&config.data_dir)?;
         let root = config.data_dir.join("workspaces");
@@ -47,6 +60,7 @@ impl App {
             .await
             .context("starting the local workspace agent")?;
         let workspaces = Workspaces::new(db.clone(), github.clone(), Provider::Local(agent));
+        let registered = ArcSwapOption::from(config.app.clone().map(Arc::new));
         let app = Arc::new(Self {
             config,
             db,
@@ -54,18 +68,61 @@ impl App {
             workspaces,
             signer,
             deliveries_waiting: Arc::new(Notify::new()),
+            registered,
+            setup_token: setup::new_token(),
+            stopping: tokio::sync::watch::Sender::new(false),
+            workers: Default::default(),
         });
+        if app.registered().is_none() {
+            setup::announce(&app)?;
+        }
         app.reconcile().await;
         if let Some(timeout) = app.config.idle_timeout {
             tokio::spawn(app.clone().stop_idle_workspaces(timeout));
         }
-        for _ in 0..WORKERS {
-            tokio::spawn(events::worker::run(
-                app.clone(),
-                app.deliveries_waiting.clone(),
-            ));
-        }
+        let workers = (0..WORKERS)
+            .map(|_| {
+                tokio::spawn(events::worker::run(
+                    app.clone(),
+                    app.deliveries_waiting.clone(),
+                ))
+            })
+            .collect();
+        *app.workers.lock().expect("not poisoned") = workers;
         Ok(app)
+    }
+
+    /// The App sam runs as, if any.
+    pub fn registered(&self) -> Option<Arc<AppCredentials>> {
+        self.registered.load_full()
+    }
+
+    /// Runs as `app` from now on: deliveries signed with its secret are accepted, its
+    /// OAuth client signs people in, and GitHub is called as it. No restart needed.
+    pub fn register(&self, app: AppCredentials) -> anyhow::Result<()> {
+        self.github.use_app(&app)?;
+        tracing::info!(app = app.id, slug = %app.slug, "running as the GitHub App");
+        self.registered.store(Some(Arc::new(app)));
+        Ok(())
+    }
+
+    /// The login of the App's owner: from the registration, or asked of GitHub.
+    pub async fn app_owner(&self) -> anyhow::Result<String> {
+        let app = self.registered().context("sam has no GitHub App yet")?;
+        match &app.owner {
+            Some(owner) => Ok(owner.clone()),
+            None => self.github.app_owner().await,
+        }
+    }
+
+    /// Stops taking deliveries and waits for the workers to finish the ones in hand.
+    pub async fn stop_workers(&self) {
+        self.stopping.send_replace(true);
+        self.deliveries_waiting.notify_waiters();
+        let workers = std::mem::take(&mut *self.workers.lock().expect("not poisoned"));
+        for worker in workers {
+            let _ = worker.await;
+        }
     }
 
     /// Fails the workspaces a previous run left half-prepared, and says so on GitHub, so that

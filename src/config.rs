@@ -27,6 +27,20 @@ pub const KEYS: &[&str] = &[
     "GITHUB_APP_PRIVATE_KEY",
     "GITHUB_APP_PRIVATE_KEY_PATH",
     "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_WEBHOOK_SECRET_PREVIOUS",
+    "GITHUB_CLIENT_ID",
+    "GITHUB_CLIENT_SECRET",
+    "SAM_OPERATORS",
+];
+
+/// The keys that together name the GitHub App; all of them or none.
+const APP_KEYS: &[&str] = &[
+    "GITHUB_APP_ID",
+    "GITHUB_APP_SLUG",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_APP_PRIVATE_KEY_PATH",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITHUB_WEBHOOK_SECRET_PREVIOUS",
     "GITHUB_CLIENT_ID",
     "GITHUB_CLIENT_SECRET",
 ];
@@ -43,17 +57,36 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     pub github_api_url: Url,
     pub github_url: Url,
-    pub app: AppCredentials,
-    pub oauth: OAuthClient,
+    /// The App as the environment or `sam.toml` name it; `None` when none of its keys is
+    /// set, and sam then offers to register one. The App sam runs with is
+    /// [`crate::app::App::registered`], which a registration replaces without a restart.
+    pub app: Option<AppCredentials>,
+    /// GitHub logins allowed to see `/status`, besides the App's owner (`SAM_OPERATORS`).
+    pub operators: Vec<String>,
 }
 
-/// The GitHub App's identity: what it signs JWTs with and how it checks deliveries.
+/// The GitHub App's identity: what it signs JWTs with, how it checks deliveries, and its
+/// OAuth client.
 #[derive(Clone)]
 pub struct AppCredentials {
     pub id: u64,
     pub slug: String,
     pub private_key: EncodingKey,
     pub webhook_secret: SecretString,
+    /// The secret being replaced while a rotation is under way: deliveries signed with it
+    /// are still accepted, so that no delivery is refused while GitHub switches over.
+    pub previous_webhook_secret: Option<SecretString>,
+    pub oauth: OAuthClient,
+    /// The account that owns the App, when sam knows it (a registration from the front
+    /// page tells it; otherwise sam asks GitHub).
+    pub owner: Option<String>,
+}
+
+impl AppCredentials {
+    /// Every secret a delivery may be signed with, the current one first.
+    pub fn webhook_secrets(&self) -> impl Iterator<Item = &SecretString> {
+        std::iter::once(&self.webhook_secret).chain(&self.previous_webhook_secret)
+    }
 }
 
 /// The App's OAuth client, used to learn who opens a terminal link.
@@ -73,8 +106,9 @@ impl fmt::Debug for Config {
             .field("idle_timeout", &self.idle_timeout)
             .field("github_api_url", &self.github_api_url.as_str())
             .field("github_url", &self.github_url.as_str())
-            .field("app_id", &self.app.id)
-            .field("app_slug", &self.app.slug)
+            .field("app_id", &self.app.as_ref().map(|app| app.id))
+            .field("app_slug", &self.app.as_ref().map(|app| app.slug.as_str()))
+            .field("operators", &self.operators)
             .finish_non_exhaustive()
     }
 }
@@ -152,29 +186,10 @@ impl Config {
     /// Validates every key, returning all the problems found in plain words.
     pub fn from_source(source: &Source) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
-        let mut required = |key: &str, what: &str| -> Option<String> {
-            let value = source.get(key).map(str::to_owned);
-            if value.is_none() {
-                problems.push(format!("{key} is not set: {what}"));
-            }
-            value
-        };
-
-        let database_url = required("DATABASE_URL", "the PostgreSQL connection URL");
-        let app_id = required(
-            "GITHUB_APP_ID",
-            "the numeric id shown on the App's settings page",
-        );
-        let app_slug = required(
-            "GITHUB_APP_SLUG",
-            "the App's URL name, as in github.com/apps/<slug>",
-        );
-        let webhook_secret = required(
-            "GITHUB_WEBHOOK_SECRET",
-            "the secret GitHub signs deliveries with",
-        );
-        let client_id = required("GITHUB_CLIENT_ID", "the App's OAuth client id");
-        let client_secret = required("GITHUB_CLIENT_SECRET", "the App's OAuth client secret");
+        let database_url = source.get("DATABASE_URL").map(str::to_owned);
+        if database_url.is_none() {
+            problems.push("DATABASE_URL is not set: the PostgreSQL connection URL".to_owned());
+        }
 
         let listen = parse_or(source, "SAM_LISTEN", "127.0.0.1:3000", &mut problems, |v| {
             v.parse::<SocketAddr>()
@@ -212,17 +227,14 @@ impl Config {
             &mut problems,
             parse_idle_timeout,
         );
-
-        let app_id = app_id.and_then(|v| match v.parse::<u64>() {
-            Ok(id) if id > 0 => Some(id),
-            _ => {
-                problems.push(format!(
-                    "GITHUB_APP_ID must be a positive number, not {v:?}"
-                ));
-                None
-            }
-        });
-        let private_key = private_key(source, &mut problems);
+        let operators = parse_or(source, "SAM_OPERATORS", "", &mut problems, parse_logins);
+        // Without any of the App's keys sam starts and offers to register one; with some of
+        // them, the missing ones are a mistake worth stopping for.
+        let app = if APP_KEYS.iter().any(|key| source.get(key).is_some()) {
+            app_credentials(source, &mut problems)
+        } else {
+            None
+        };
 
         match (
             database_url,
@@ -230,12 +242,8 @@ impl Config {
             public_url,
             github_api_url,
             github_url,
-            app_id,
-            app_slug,
-            private_key,
-            webhook_secret,
-            client_id,
-            client_secret,
+            idle_timeout,
+            operators,
         ) {
             (
                 Some(database_url),
@@ -243,30 +251,18 @@ impl Config {
                 Some(public_url),
                 Some(github_api_url),
                 Some(github_url),
-                Some(id),
-                Some(slug),
-                Some(private_key),
-                Some(secret),
-                Some(client_id),
-                Some(client_secret),
+                Some(idle_timeout),
+                Some(operators),
             ) if problems.is_empty() => Ok(Config {
                 database_url,
                 listen,
                 public_url,
                 data_dir,
-                idle_timeout: idle_timeout.flatten(),
+                idle_timeout,
                 github_api_url,
                 github_url,
-                app: AppCredentials {
-                    id,
-                    slug,
-                    private_key,
-                    webhook_secret: secret.into(),
-                },
-                oauth: OAuthClient {
-                    client_id,
-                    client_secret: client_secret.into(),
-                },
+                app,
+                operators,
             }),
             _ => Err(problems),
         }
@@ -276,6 +272,74 @@ impl Config {
     pub fn public_origin(&self) -> String {
         self.public_url.origin().ascii_serialization()
     }
+}
+
+/// The App's keys, when at least one is set: every one of them is then required.
+fn app_credentials(source: &Source, problems: &mut Vec<String>) -> Option<AppCredentials> {
+    let mut required = |key: &str, what: &str| -> Option<String> {
+        let value = source.get(key).map(str::to_owned);
+        if value.is_none() {
+            problems.push(format!("{key} is not set: {what}"));
+        }
+        value
+    };
+    let id = required(
+        "GITHUB_APP_ID",
+        "the numeric id shown on the App's settings page",
+    );
+    let slug = required(
+        "GITHUB_APP_SLUG",
+        "the App's URL name, as in github.com/apps/<slug>",
+    );
+    let webhook_secret = required(
+        "GITHUB_WEBHOOK_SECRET",
+        "the secret GitHub signs deliveries with",
+    );
+    let client_id = required("GITHUB_CLIENT_ID", "the App's OAuth client id");
+    let client_secret = required("GITHUB_CLIENT_SECRET", "the App's OAuth client secret");
+    let previous_webhook_secret = source
+        .get("GITHUB_WEBHOOK_SECRET_PREVIOUS")
+        .map(|secret| SecretString::from(secret.to_owned()));
+    let id = id.and_then(|v| match v.parse::<u64>() {
+        Ok(id) if id > 0 => Some(id),
+        _ => {
+            problems.push(format!(
+                "GITHUB_APP_ID must be a positive number, not {v:?}"
+            ));
+            None
+        }
+    });
+    let private_key = private_key(source, problems);
+    Some(AppCredentials {
+        id: id?,
+        slug: slug?,
+        private_key: private_key?,
+        webhook_secret: webhook_secret?.into(),
+        previous_webhook_secret,
+        oauth: OAuthClient {
+            client_id: client_id?,
+            client_secret: client_secret?.into(),
+        },
+        owner: None,
+    })
+}
+
+/// A comma- or space-separated list of GitHub logins, kept in lower case: logins are
+/// case-insensitive.
+fn parse_logins(raw: &str) -> Result<Vec<String>, String> {
+    let mut logins = Vec::new();
+    for login in raw.split([',', ' ']).filter(|l| !l.is_empty()) {
+        let valid = login.len() <= 39
+            && !login.starts_with('-')
+            && login.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            return Err(format!(
+                "must be GitHub logins separated by commas; {login:?} is not one"
+            ));
+        }
+        logins.push(login.to_ascii_lowercase());
+    }
+    Ok(logins)
 }
 
 fn parse_or<T>(
@@ -360,11 +424,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_any_app_key_sam_runs_unregistered() {
+        let config =
+            Config::from_source(&Source::from_pairs([("DATABASE_URL", "postgres://db/sam")]))
+                .expect("only the database is required");
+        assert!(config.app.is_none());
+        assert!(config.operators.is_empty());
+    }
+
+    #[test]
+    fn operators_are_a_list_of_logins() {
+        assert_eq!(
+            parse_logins("Alice, bob carol-d"),
+            Ok(vec!["alice".into(), "bob".into(), "carol-d".into()])
+        );
+        assert!(parse_logins("alice;bob").is_err());
+        assert!(parse_logins("-x").is_err());
+    }
+
+    #[test]
     fn every_missing_value_is_reported_at_once() {
-        let problems = Config::from_source(&Source::from_pairs([])).unwrap_err();
+        let problems =
+            Config::from_source(&Source::from_pairs([("GITHUB_APP_ID", "7")])).unwrap_err();
         for key in [
             "DATABASE_URL",
-            "GITHUB_APP_ID",
+            "GITHUB_APP_SLUG",
             "GITHUB_APP_SLUG",
             "GITHUB_WEBHOOK_SECRET",
             "GITHUB_CLIENT_ID",

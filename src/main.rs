@@ -53,6 +53,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => {
             println!("The configuration is complete: {config:?}");
+            if config.app.is_none() {
+                match sam::setup::stored_app(&config) {
+                    Ok(Some(app)) => println!(
+                        "No App is set; sam will run as the App it registered, {} (id {}).",
+                        app.slug, app.id
+                    ),
+                    Ok(None) => println!(
+                        "No GitHub App is set or registered yet: `sam serve` offers to register one on its front page."
+                    ),
+                    Err(error) => {
+                        eprintln!("error: {error:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Serve => run(serve(config)),
@@ -76,7 +91,8 @@ fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    init_tracing();
+    sam::logs::init()?;
+    sam::server::metrics::install()?;
     raise_open_files_limit();
     keep_memory_private();
     install_crypto();
@@ -94,10 +110,18 @@ async fn receive(
     use secrecy::ExposeSecret;
     install_crypto();
     let body = std::fs::read(&payload).with_context(|| format!("reading {}", payload.display()))?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+        .with_context(|| format!("{} is not JSON", payload.display()))?;
+    let app = match config.app {
+        Some(app) => app,
+        None => sam::setup::stored_app(&config)?.context(
+            "no GitHub App is configured or registered, so there is no webhook secret to sign with",
+        )?,
+    };
     let base = url.unwrap_or_else(|| config.public_url.to_string());
     let target = format!("{}/api/github/webhook", base.trim_end_matches('/'));
     let signature =
-        sam::server::signature::sign(config.app.webhook_secret.expose_secret().as_bytes(), &body);
+        sam::server::signature::sign(app.webhook_secret.expose_secret().as_bytes(), &body);
     let response = reqwest::Client::new()
         .post(&target)
         .header("content-type", "application/json")
@@ -112,18 +136,6 @@ async fn receive(
     println!("{status} {}", response.text().await.unwrap_or_default());
     anyhow::ensure!(status.is_success(), "sam refused the delivery");
     Ok(())
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SAM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("SAM_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// Every terminal sam relays holds two sockets, the browser's and the agent's, so a thousand

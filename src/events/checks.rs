@@ -53,7 +53,7 @@ pub async fn pull_request(app: &App, event: PullRequestEvent) -> anyhow::Result<
 pub async fn check_run(app: &App, event: CheckRunEvent) -> anyhow::Result<()> {
     let run = &event.check_run;
     // GitHub tells sam about other Apps' runs too; only its own have its button.
-    if run.name != NAME || run.app.as_ref().map(|a| a.id) != Some(app.config.app.id) {
+    if run.name != NAME || run.app.as_ref().map(|a| a.id) != app.registered().map(|a| a.id) {
         return Ok(());
     }
     // sam stores the pull request's number in the run, since forks' runs list none.

@@ -40,6 +40,8 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
         repo.react_to_comment(event.comment.id, "eyes").await?;
 
         for command in commands {
+            let verb = command.as_ref().map_or("unreadable", Command::verb);
+            metrics::counter!("sam_commands_total", "command" => verb).increment(1);
             let login = &event.comment.user.login;
             match command {
                 Ok(Command::Open(args)) => {
@@ -53,9 +55,8 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
                     open(app, &repo, &asked, args.branch).await?;
                 }
                 Ok(Command::Help) => {
-                    let help = replies::render(&replies::Help {
-                        slug: &app.config.app.slug,
-                    });
+                    let slug = app.registered().map(|a| a.slug.clone()).unwrap_or_default();
+                    let help = replies::render(&replies::Help { slug: &slug });
                     repo.create_comment(event.issue.number, &help).await?;
                 }
                 Ok(command) => lifecycle::run(app, &repo, &event, &command).await?,

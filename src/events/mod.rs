@@ -29,8 +29,24 @@ pub enum HandleError {
     Transient(#[from] anyhow::Error),
 }
 
-/// Routes a delivery by its event name; events sam does not act on are done at once.
+/// Acts on a delivery, and counts how that went for `/metrics`.
 pub async fn handle(app: &App, delivery: &DeliveryModel) -> Result<(), HandleError> {
+    let outcome = route(app, delivery).await;
+    let label = match &outcome {
+        Ok(()) => "done",
+        Err(HandleError::Unreadable { .. }) => "unreadable",
+        Err(HandleError::Transient(_)) => "failed",
+    };
+    // In the worker's span, which names the delivery: the line that closes its story.
+    tracing::info!(outcome = label, "delivery handled");
+    let event = crate::server::metrics::event_label(&delivery.event);
+    metrics::counter!("sam_deliveries_handled_total", "event" => event, "outcome" => label)
+        .increment(1);
+    outcome
+}
+
+/// Routes a delivery by its event name; events sam does not act on are done at once.
+async fn route(app: &App, delivery: &DeliveryModel) -> Result<(), HandleError> {
     match delivery.event.as_str() {
         "issue_comment" => {
             let event: IssueCommentEvent = read(delivery)?;

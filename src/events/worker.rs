@@ -16,9 +16,13 @@ const MAX_ATTEMPTS: i32 = 6;
 /// stored it, or a retry came due).
 const POLL: Duration = Duration::from_secs(1);
 
-/// Runs one worker until the process ends.
+/// Runs one worker until sam stops.
 pub async fn run(app: Arc<App>, wake: Arc<Notify>) {
     loop {
+        // Asked to stop: the delivery in hand is finished, no new one is taken.
+        if *app.stopping.borrow() {
+            return;
+        }
         match deliveries::claim(&app.db).await {
             Ok(Some(delivery)) => work(&app, delivery).await,
             Ok(None) => {

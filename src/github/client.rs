@@ -9,46 +9,93 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use arc_swap::ArcSwapOption;
 use octocrab::Octocrab;
 use octocrab::models::{AppId, InstallationId};
 use octocrab::service::middleware::retry::RetryConfig;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use crate::config::Config;
+use crate::config::{AppCredentials, Config};
 
 /// The App's clients: one authenticated as the App, one per installation on demand.
+///
+/// Clones share one slot for the App, so that registering an App while sam runs (or
+/// replacing it) reaches every holder at once; until then, every call fails saying that
+/// sam has no App.
 #[derive(Clone)]
 pub struct GitHub {
+    base: String,
+    current: Arc<ArcSwapOption<AppClients>>,
+}
+
+/// The clients of one App.
+pub(super) struct AppClients {
     pub(super) app: Octocrab,
     /// Shared, not cloned: cloning an `Octocrab` copies its token cache, and the copy's
     /// tokens never reach the others, so each caller would mint a token of its own.
-    installations: Arc<Mutex<HashMap<u64, Arc<Octocrab>>>>,
+    installations: Mutex<HashMap<u64, Arc<Octocrab>>>,
 }
 
 impl GitHub {
-    /// Builds the App client against `GITHUB_API_URL`.
+    /// Builds the App client against `GITHUB_API_URL`, for the configured App if any.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let base = config
-            .github_api_url
-            .as_str()
-            .trim_end_matches('/')
-            .to_owned();
-        let app = Octocrab::builder()
-            .base_uri(base)
+        let github = Self {
+            base: config
+                .github_api_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+            current: Arc::default(),
+        };
+        if let Some(app) = &config.app {
+            github.use_app(app)?;
+        }
+        Ok(github)
+    }
+
+    /// Acts as `app` from now on, for every clone of this client.
+    pub fn use_app(&self, app: &AppCredentials) -> anyhow::Result<()> {
+        let crab = Octocrab::builder()
+            .base_uri(self.base.as_str())
             .context("GITHUB_API_URL is not a valid base URI")?
-            .app(AppId(config.app.id), config.app.private_key.clone())
+            .app(AppId(app.id), app.private_key.clone())
             .add_retry_config(RetryConfig::None)
             .set_connect_timeout(Some(Duration::from_secs(10)))
             .set_read_timeout(Some(Duration::from_secs(30)))
             .build()
             .context("building the GitHub client")?;
-        Ok(Self {
-            app,
-            installations: Arc::default(),
-        })
+        self.current.store(Some(Arc::new(AppClients {
+            app: crab,
+            installations: Mutex::default(),
+        })));
+        Ok(())
+    }
+
+    pub(super) fn clients(&self) -> anyhow::Result<Arc<AppClients>> {
+        self.current
+            .load_full()
+            .ok_or_else(|| anyhow!("sam has no GitHub App yet; register one on its front page"))
+    }
+
+    /// The login of the account that owns the App, as GitHub says.
+    pub async fn app_owner(&self) -> anyhow::Result<String> {
+        #[derive(Deserialize)]
+        struct Owner {
+            login: String,
+        }
+        #[derive(Deserialize)]
+        struct AppAnswer {
+            owner: Owner,
+        }
+        let answer: AppAnswer = self
+            .clients()?
+            .app
+            .get("/app", None::<&()>)
+            .await
+            .context("asking GitHub about the App")?;
+        Ok(answer.owner.login)
     }
 
     /// The installation of the App on a repository, for payloads that do not name it.
@@ -59,6 +106,7 @@ impl GitHub {
         }
         let route = format!("/repos/{}/{}/installation", segment(owner), segment(repo));
         let installation: Installation = self
+            .clients()?
             .app
             .get(route, None::<&()>)
             .await
@@ -68,7 +116,8 @@ impl GitHub {
 
     /// A client acting as one installation, sharing its token cache with every caller.
     pub fn installation(&self, id: u64) -> anyhow::Result<Arc<Octocrab>> {
-        let mut installations = self
+        let clients = self.clients()?;
+        let mut installations = clients
             .installations
             .lock()
             .map_err(|_| anyhow!("poisoned lock"))?;
@@ -76,20 +125,13 @@ impl GitHub {
             return Ok(crab.clone());
         }
         let crab = Arc::new(
-            self.app
+            clients
+                .app
                 .installation(InstallationId(id))
                 .context("installation client")?,
         );
         installations.insert(id, crab.clone());
         Ok(crab)
-    }
-
-    /// An installation token valid for at least a few minutes, for git over HTTPS.
-    pub async fn installation_token(&self, id: u64) -> anyhow::Result<SecretString> {
-        self.installation(id)?
-            .installation_token_with_buffer(chrono_minutes(5))
-            .await
-            .context("obtaining an installation token")
     }
 
     /// Operations on one repository, as its installation.
@@ -102,10 +144,6 @@ impl GitHub {
             path: format!("/repos/{}/{}", segment(owner), segment(name)),
         })
     }
-}
-
-fn chrono_minutes(minutes: i64) -> chrono::Duration {
-    chrono::Duration::minutes(minutes)
 }
 
 /// Percent-encodes one path segment: logins and names are data, not path syntax.

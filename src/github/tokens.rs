@@ -95,7 +95,7 @@ impl GitHub {
         body: &serde_json::Value,
     ) -> anyhow::Result<RepositoryToken> {
         let route = format!("/app/installations/{installation}/access_tokens");
-        let issued: Issued = self.app.post(route, Some(body)).await?;
+        let issued: Issued = self.clients()?.app.post(route, Some(body)).await?;
         Ok(RepositoryToken {
             token: SecretString::from(issued.token),
             expires_at: issued.expires_at,

@@ -1,9 +1,12 @@
-//! The HTTP server: routes, the webhook endpoint, health, and static assets.
+//! The HTTP server: routes, the webhook endpoint, health, metrics, the status page, and
+//! static assets.
 
 pub mod agents;
 mod assets;
 mod health;
+pub mod metrics;
 pub mod signature;
+mod status;
 mod webhook;
 
 use std::sync::Arc;
@@ -11,10 +14,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
+use crate::setup;
 use crate::terminal::{page, signin};
 
 /// Shared state of every handler.
@@ -23,10 +29,16 @@ pub type AppState = Arc<App>;
 /// All of sam's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(setup::front))
+        .route(&format!("/{}", setup::DONE_PATH), get(setup::done))
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::scrape))
+        .route("/status", get(status::page))
         .route(
             "/api/github/webhook",
-            post(webhook::receive).layer(webhook::body_limit()),
+            post(webhook::receive)
+                .layer(webhook::body_limit())
+                .layer(axum::middleware::from_fn(metrics::count_deliveries)),
         )
         .route(
             "/api/agents/workspaces/{id}/git-credentials",
@@ -42,23 +54,50 @@ pub fn router(state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Every request gets an `x-request-id` (the caller's, or a new one), in its log
+        // lines and in the answer, so that a person's report can be found in the log.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
         .with_state(state)
 }
 
 /// A span per request naming the method and path only: link tokens and OAuth codes travel
-/// in query strings, and must never reach a log line.
+/// in query strings, and must never reach a log line. A webhook's delivery id ties its
+/// answer to the worker's lines about it, which carry the same id.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 200)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let request_id = header("x-request-id");
+    let delivery = header("x-github-delivery");
+    if delivery.is_empty() {
+        tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+    } else {
+        tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id, delivery)
+    }
 }
 
 /// Serves until the process is asked to stop.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, public_url = %state.config.public_url, "sam is serving");
-    axum::serve(listener, router(state))
+    // Requests in flight are answered before the server stops; then the workers finish
+    // the deliveries in hand. Anything not finished is claimed again at the next start.
+    axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    state.stop_workers().await;
+    tracing::info!("stopped");
     Ok(())
 }
 

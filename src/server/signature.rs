@@ -30,6 +30,23 @@ pub fn verify(secret: &[u8], header: Option<&str>, body: &[u8]) -> Result<(), Si
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// Checks `header` against `body` under each secret in turn: while a secret is being
+/// rotated, deliveries signed with the old one and with the new one are both genuine.
+pub fn verify_any(
+    secrets: &[&[u8]],
+    header: Option<&str>,
+    body: &[u8],
+) -> Result<(), SignatureError> {
+    let mut outcome = Err(SignatureError::Mismatch);
+    for secret in secrets {
+        outcome = verify(secret, header, body);
+        if outcome != Err(SignatureError::Mismatch) {
+            return outcome;
+        }
+    }
+    outcome
+}
+
 /// The header value GitHub would send for `body`; for `sam receive` and tests.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
@@ -77,6 +94,25 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn any_of_several_secrets_verifies() {
+        let old: &[u8] = b"the previous secret";
+        assert_eq!(verify_any(&[old, SECRET], Some(HEADER), PAYLOAD), Ok(()));
+        assert_eq!(verify_any(&[SECRET, old], Some(HEADER), PAYLOAD), Ok(()));
+        assert_eq!(
+            verify_any(&[old], Some(HEADER), PAYLOAD),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_any(&[old, SECRET], None, PAYLOAD),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify_any(&[], Some(HEADER), PAYLOAD),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]

@@ -26,11 +26,21 @@ pub fn body_limit() -> DefaultBodyLimit {
 
 /// Receives one delivery.
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let secret = state.config.app.webhook_secret.expose_secret().as_bytes();
+    let Some(app) = state.registered() else {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sam has no GitHub App yet; register one on sam's front page",
+        );
+    };
+    // During a rotation the previous secret is still accepted.
+    let secrets: Vec<&[u8]> = app
+        .webhook_secrets()
+        .map(|secret| secret.expose_secret().as_bytes())
+        .collect();
     let header_value = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    if let Err(error) = signature::verify(secret, header_value, &body) {
+    if let Err(error) = signature::verify_any(&secrets, header_value, &body) {
         tracing::info!(%error, "webhook refused");
         return answer(StatusCode::UNAUTHORIZED, &error.to_string());
     }

@@ -82,6 +82,7 @@ pub async fn run(
         }
     };
     let (mut agent_tx, mut agent_rx) = agent_socket.split();
+    let _open = crate::server::metrics::OpenTerminal::count();
 
     let mut typed = Traffic::new(activity.clone(), workspace);
     let mut shown = Traffic::new(activity, workspace);

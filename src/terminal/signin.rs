@@ -36,6 +36,12 @@ pub fn signed_in_login(state: &App, jar: &CookieJar) -> Option<String> {
 /// Sends the browser to GitHub to sign in, remembering (in a signed cookie bound to the
 /// `state` nonce) where to come back to.
 pub fn start(state: &App, jar: CookieJar, return_to: &str) -> Response {
+    let Some(app) = state.registered() else {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sam has no GitHub App yet, so nobody can sign in; register one on sam's front page",
+        );
+    };
     let nonce = hex::encode(rand::rng().random::<[u8; 16]>());
     let cookie = cookie(
         state,
@@ -54,7 +60,7 @@ pub fn start(state: &App, jar: CookieJar, return_to: &str) -> Response {
     };
     authorize
         .query_pairs_mut()
-        .append_pair("client_id", &state.config.oauth.client_id)
+        .append_pair("client_id", &app.oauth.client_id)
         .append_pair("redirect_uri", &callback_url(state))
         .append_pair("state", &nonce)
         .append_pair("allow_signup", "false");
@@ -113,8 +119,9 @@ pub async fn callback(
         }
     };
     tracing::info!(%login, "signed in with GitHub");
-    // Only sam's own terminal paths are valid destinations: no open redirect.
-    let return_to = if pending.return_to.starts_with("/w/") {
+    // Only sam's own terminal paths and its status page are valid destinations: no open
+    // redirect.
+    let return_to = if pending.return_to.starts_with("/w/") || pending.return_to == "/status" {
         pending.return_to
     } else {
         "/".to_owned()
@@ -141,6 +148,7 @@ async fn who_signed_in(state: &App, code: &str) -> anyhow::Result<String> {
     struct User {
         login: String,
     }
+    let app = state.registered().context("sam has no GitHub App")?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
@@ -148,11 +156,8 @@ async fn who_signed_in(state: &App, code: &str) -> anyhow::Result<String> {
         .post(state.config.github_url.join("login/oauth/access_token")?)
         .header("accept", "application/json")
         .form(&[
-            ("client_id", state.config.oauth.client_id.as_str()),
-            (
-                "client_secret",
-                state.config.oauth.client_secret.expose_secret(),
-            ),
+            ("client_id", app.oauth.client_id.as_str()),
+            ("client_secret", app.oauth.client_secret.expose_secret()),
             ("code", code),
             ("redirect_uri", &callback_url(state)),
         ])

@@ -5,11 +5,13 @@
 mod browser;
 mod checks;
 mod commands;
+mod firstrun;
 mod git_in_shells;
 mod lifecycle;
 mod links;
 mod main_path;
 mod opening;
+mod operating;
 mod restart;
 mod scene;
 mod server;

@@ -34,6 +34,17 @@ impl SamServer {
         db: &TestDatabase,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::launch(github, git, db, settings, Launch::default()).await
+    }
+
+    /// [`SamServer::start_with`], with the choices of [`Launch`].
+    pub async fn launch(
+        github: &GitHubStandIn,
+        git: &GitServer,
+        db: &TestDatabase,
+        settings: &[(&str, &str)],
+        launch: Launch,
+    ) -> Self {
         ensure_agent_is_built();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -41,10 +52,14 @@ impl SamServer {
             .unwrap()
             .port();
         let url = format!("http://127.0.0.1:{port}");
-        let data_dir = tempfile::tempdir().unwrap();
+        let data_dir = match launch.data_dir {
+            Some(dir) => dir,
+            None => tempfile::tempdir().unwrap(),
+        };
         let home = data_dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sam"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sam"));
+        command
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -59,16 +74,22 @@ impl SamServer {
             .env("SAM_DATA_DIR", data_dir.path())
             .env("GITHUB_API_URL", github.url())
             .env("GITHUB_URL", github.url())
-            .env("GITHUB_APP_ID", github.app_id().to_string())
-            .env("GITHUB_APP_SLUG", github.app_slug())
-            .env("GITHUB_APP_PRIVATE_KEY", github.private_key_pem())
-            .env("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("GITHUB_CLIENT_ID", github.client_id())
-            .env("GITHUB_CLIENT_SECRET", github.client_secret())
-            .envs(settings.iter().copied())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting sam serve");
+            .stdin(Stdio::null());
+        if !launch.without_app {
+            command
+                .env("GITHUB_APP_ID", github.app_id().to_string())
+                .env("GITHUB_APP_SLUG", github.app_slug())
+                .env("GITHUB_APP_PRIVATE_KEY", github.private_key_pem())
+                .env("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET)
+                .env("GITHUB_CLIENT_ID", github.client_id())
+                .env("GITHUB_CLIENT_SECRET", github.client_secret());
+        }
+        command.envs(settings.iter().copied());
+        if let Some(log) = &launch.log_to {
+            let file = std::fs::File::create(log).expect("creating the log file");
+            command.stdout(file);
+        }
+        let child = command.spawn().expect("starting sam serve");
         let mut server = Self {
             child,
             url,
@@ -123,10 +144,42 @@ impl SamServer {
         self.child.id()
     }
 
+    /// Asks sam to stop as a service manager would (SIGTERM) and waits, up to `timeout`,
+    /// for it to exit; returns how it exited.
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "sending SIGTERM to sam failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for sam") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sam did not stop within {timeout:?} of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Where the agent keeps workspaces.
     pub fn workspaces_dir(&self) -> PathBuf {
         self.data_dir.path().join("workspaces")
     }
+}
+
+/// How to start sam beyond its settings.
+#[derive(Default)]
+pub struct Launch {
+    /// Start with none of the App's settings, as on a fresh machine.
+    pub without_app: bool,
+    /// Write sam's standard output (its log) to this file.
+    pub log_to: Option<PathBuf>,
+    /// Start on this data directory, as a restarted sam does, instead of a new one.
+    pub data_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for SamServer {
