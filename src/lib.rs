@@ -12,6 +12,7 @@ pub mod database;
 pub mod events;
 pub mod github;
 pub mod logs;
+pub mod private_files;
 pub mod replies;
 pub mod server;
 pub mod setup;

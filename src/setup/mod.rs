@@ -65,25 +65,12 @@ pub fn announce(app: &App) -> anyhow::Result<()> {
     link.query_pairs_mut()
         .append_pair("setup", &app.setup_token);
     let _ = std::fs::remove_file(&path);
-    write_private(&path, format!("{link}\n").as_bytes())?;
+    crate::private_files::create(&path, format!("{link}\n").as_bytes())?;
     tracing::warn!(
         link_file = %path.display(),
         "no GitHub App is configured: open the link in the link file to register one, or set the GITHUB_* settings"
     );
     Ok(())
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The manifest of the App to register: `app-manifest.json`, with every URL pointing at

@@ -1,8 +1,7 @@
 //! The App a registration produced, kept in `SAM_DATA_DIR/github-app.json`: readable and
 //! writable by sam's user alone (mode 0600), written whole or not at all.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -74,26 +73,13 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Option<Registration>> {
     Ok(Some(registration))
 }
 
-/// Stores a registration, replacing any earlier one atomically: a crash leaves either the
-/// old file or the new one, never half of one.
+/// Stores a registration, replacing any earlier one atomically.
 pub fn save(data_dir: &Path, registration: &Registration) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let path = path(data_dir);
-    let partial = data_dir.join(format!("{FILE}.partial"));
-    let _ = std::fs::remove_file(&partial);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
     let bytes = serde_json::to_vec_pretty(registration)?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &path)
-        .with_context(|| format!("moving {} into place", path.display()))
+    crate::private_files::replace(&path, &bytes)
 }
 
 #[cfg(test)]
