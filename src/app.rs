@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -14,7 +13,6 @@ use crate::config::Config;
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::GitHub;
 use crate::terminal::link::Signer;
-use crate::workspaces::local::{self, LocalAgent};
 use crate::workspaces::{Provider, State, Workspaces};
 use crate::{database, events, replies};
 
@@ -39,13 +37,8 @@ impl App {
         database::migrate(&db).await?;
         let github = GitHub::new(&config)?;
         let signer = Signer::load_or_create(&config.data_dir)?;
-        let root = config.data_dir.join("workspaces");
-        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let shell_user = local::shell_user(&config.data_dir, &root)?;
-        let agent = LocalAgent::start(local::agent_program()?, root, shell_user)
-            .await
-            .context("starting the local workspace agent")?;
-        let workspaces = Workspaces::new(db.clone(), github.clone(), Provider::Local(agent));
+        let provider = Provider::start(&config, &db).await?;
+        let workspaces = Workspaces::new(db.clone(), github.clone(), provider);
         let app = Arc::new(Self {
             config,
             db,

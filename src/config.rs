@@ -45,6 +45,8 @@ pub struct Config {
     pub github_url: Url,
     pub app: AppCredentials,
     pub oauth: OAuthClient,
+    /// Where workspaces run (`SAM_PROVIDER`), with that provider's settings.
+    pub provider: crate::workspaces::settings::ProviderConfig,
 }
 
 /// The GitHub App's identity: what it signs JWTs with and how it checks deliveries.
@@ -75,6 +77,7 @@ impl fmt::Debug for Config {
             .field("github_url", &self.github_url.as_str())
             .field("app_id", &self.app.id)
             .field("app_slug", &self.app.slug)
+            .field("provider", &self.provider)
             .finish_non_exhaustive()
     }
 }
@@ -115,7 +118,8 @@ impl Source {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    /// The value of `key`, trimmed; `None` when unset or blank.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.env
             .get(key)
             .or_else(|| self.file.get(key))
@@ -129,7 +133,8 @@ fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, String
         toml::from_str(text).map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
     let mut values = HashMap::new();
     for (key, value) in table {
-        if !KEYS.contains(&key.as_str()) {
+        let provider_keys = crate::workspaces::settings::KEYS;
+        if !KEYS.contains(&key.as_str()) && !provider_keys.contains(&key.as_str()) {
             return Err(format!("{}: unknown key {key}", path.display()));
         }
         let value = match value {
@@ -223,6 +228,8 @@ impl Config {
             }
         });
         let private_key = private_key(source, &mut problems);
+        let provider =
+            crate::workspaces::settings::ProviderConfig::from_source(source, &mut problems);
 
         match (
             database_url,
@@ -267,6 +274,7 @@ impl Config {
                     client_id,
                     client_secret: client_secret.into(),
                 },
+                provider,
             }),
             _ => Err(problems),
         }

@@ -2,6 +2,7 @@
 //! over WebSocket to sam, which relays them to the browser.
 
 mod credential;
+mod register;
 mod server;
 mod shell_user;
 mod terminal;
@@ -66,6 +67,14 @@ struct ServeArgs {
     /// root. Without it, shells run as the agent's own user.
     #[arg(long)]
     shell_user: Option<String>,
+    /// On a host sam created: the sam to register with (its public URL); the key then
+    /// comes from sam in exchange for a one-time bootstrap token, not from SAM_AGENT_KEY.
+    #[arg(long)]
+    register: Option<url::Url>,
+    /// The file holding the bootstrap token, deleted once read; without it the token is
+    /// read from SAM_AGENT_BOOTSTRAP_TOKEN.
+    #[arg(long, requires = "register")]
+    bootstrap_token_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -91,7 +100,17 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     die_with_parent()?;
-    let key = take_key()?;
+    let bootstrap = match &args.register {
+        Some(url) => Some((
+            url.clone(),
+            register::take_token(args.bootstrap_token_file.as_deref())?,
+        )),
+        None => None,
+    };
+    let key = match bootstrap {
+        Some(_) => Vec::new(),
+        None => take_key()?,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -121,16 +140,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 shell_user.clone(),
             )?;
             let sessions = Sessions::new(Duration::from_secs(args.session_grace_secs), shell_user);
+            let listener = TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            let address = listener.local_addr().context("no local address")?;
+            let key = match bootstrap {
+                Some((url, token)) => register::register(&url, &token, address.port()).await?,
+                None => key,
+            };
             let state = Arc::new(AppState {
                 key,
                 workspaces,
                 sessions,
             });
 
-            let listener = TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            let address = listener.local_addr().context("no local address")?;
             announce(address)?;
             tracing::info!(%address, root = %args.root.display(), "agent listening");
             server::serve(listener, state, signals).await

@@ -4,6 +4,7 @@
 use anyhow::Context;
 
 use crate::app::App;
+use crate::commands::HostSize;
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::events::{Account, Repository};
 use crate::github::{RepoClient, clone_url};
@@ -26,6 +27,7 @@ pub async fn open(
     repo: &RepoClient,
     asked: &Asked<'_>,
     branch: Option<String>,
+    size: Option<HostSize>,
 ) -> anyhow::Result<Option<String>> {
     let person = asked.person;
     let issue = asked.number;
@@ -53,6 +55,7 @@ pub async fn open(
         head_sha: target.sha,
         requester_id: person.id,
         requester_login: person.login.clone(),
+        size,
     };
     let (workspace, created) = app.workspaces.find_or_create(&request).await?;
     tracing::info!(workspace = %workspace.id, created, state = %workspace.state, "open");

@@ -1,5 +1,6 @@
 //! The HTTP server: routes, the webhook endpoint, health, and static assets.
 
+pub mod agents;
 mod assets;
 mod health;
 pub mod signature;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
             "/api/github/webhook",
             post(webhook::receive).layer(webhook::body_limit()),
         )
+        .route("/api/agents/register", post(agents::register::register))
         .route("/w/{id}", get(page::open))
         .route("/w/{id}/ws", get(page::socket))
         .route("/w/{id}/state", get(page::workspace_state))

@@ -5,6 +5,7 @@
 mod browser;
 mod checks;
 mod commands;
+mod hosts;
 mod lifecycle;
 mod links;
 mod main_path;

@@ -10,6 +10,7 @@ pub mod db;
 pub mod fixtures;
 pub mod git;
 pub mod github;
+pub mod hetzner;
 
 /// An HTTP client for tests: it does not follow redirects (tests look at them), and it
 /// installs rustls' ring provider first, which reqwest's `rustls-no-provider` requires

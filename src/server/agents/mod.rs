@@ -1,0 +1,3 @@
+//! What agents on remote hosts ask sam for.
+
+pub mod register;
