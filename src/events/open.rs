@@ -112,7 +112,13 @@ pub async fn prepare(
     let (body, prepared) = match app.workspaces.provision(workspace).await {
         Ok(Provisioned::Ready) => {
             let link = app.link(workspace.id, &workspace.requester_login)?;
-            let body = replies::status(workspace, Phase::Ready { link: &link });
+            let mut body = replies::status(workspace, Phase::Ready { link: &link });
+            if let Some(size) = &workspace.size
+                && !app.workspaces.provider().has_sizes()
+            {
+                body.push_str("\n\n");
+                body.push_str(&replies::render(&replies::SizeIgnored { size }));
+            }
             (body, Prepared::Ready { link })
         }
         Ok(Provisioned::Failed(failed)) => {

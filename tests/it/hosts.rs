@@ -116,8 +116,8 @@ where
 }
 
 /// Types a command into a shell of the workspace behind `link`, through sam's relay, and
-/// waits for what it prints.
-async fn shell_answers(scene: &ReadyWorkspace, link: &str) {
+/// waits for what it prints: its arithmetic, and `branch` checked out.
+async fn shell_answers(scene: &ReadyWorkspace, link: &str, branch: &str) {
     let cookie = scene.session_cookie_of(link).await;
     let request = scene.terminal_request_of(link, "t1", &cookie, &scene.sam.url);
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
@@ -141,7 +141,7 @@ async fn shell_answers(scene: &ReadyWorkspace, link: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let text = String::from_utf8_lossy(&output).into_owned();
-        if text.contains("host-says-42") && text.lines().any(|l| l.trim() == BRANCH) {
+        if text.contains("host-says-42") && text.lines().any(|l| l.trim() == branch) {
             break;
         }
         let message = tokio::time::timeout_at(deadline, socket.next())
@@ -191,7 +191,7 @@ async fn sam_open_creates_a_server_whose_agent_serves_the_shell() {
     assert!(server.root.join(&workspace).join("README.md").is_file());
     assert!(!scene.sam.workspaces_dir().join(&workspace).exists());
 
-    shell_answers(&scene, &scene.link).await;
+    shell_answers(&scene, &scene.link, BRANCH).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,7 +237,7 @@ async fn workspaces_share_a_host_while_it_has_room_and_large_ones_get_a_large_se
             .await
             .unwrap();
     assert_eq!(size.as_deref(), Some("large"));
-    shell_answers(&scene, &large_link).await;
+    shell_answers(&scene, &large_link, "feature/pull-6").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,23 +253,35 @@ async fn a_bootstrap_token_works_once_and_not_after_it_expires() {
 
     // A host that never boots never registers: its token expires, and the workspace fails.
     hetzner.hold_boots(true);
-    let failed = open_on(&scene, 4, "/sam open --size medium").await;
-    assert!(failed.contains(":x:"), "{failed}");
-    assert!(failed.contains("did not register"), "{failed}");
-    let held = hetzner
-        .servers()
-        .into_iter()
-        .find(|s| s.server_type == "cx32");
-    // The given-up host's server is deleted (perhaps already).
-    if let Some(held) = held {
-        let (status, body) = register(&scene, &bootstrap_token(&held)).await;
-        assert_eq!(status, 401, "an expired token was accepted: {body}");
-        eventually("the given-up server is deleted", || {
-            let gone = !hetzner.servers().iter().any(|s| s.id == held.id);
-            async move { gone }
-        })
+    scene.add_pull_request("feature/pull-4", 4);
+    scene
+        .write_on_pull_request(4, "/sam open --size medium", "open-held")
         .await;
-    }
+    let mut held = None;
+    eventually("a medium server is created", || {
+        held = hetzner
+            .servers()
+            .into_iter()
+            .find(|s| s.server_type == "cx32");
+        let found = held.is_some();
+        async move { found }
+    })
+    .await;
+    let held = held.unwrap();
+    let failed = scene
+        .github
+        .wait_for_comment_where(REPO, 4, WAIT, |c| c.via_api && c.body.contains(":x:"))
+        .await
+        .body;
+    assert!(failed.contains("did not register"), "{failed}");
+    // The token was never used, so only its expiry refuses it now.
+    let (status, body) = register(&scene, &bootstrap_token(&held)).await;
+    assert_eq!(status, 401, "an expired token was accepted: {body}");
+    eventually("the given-up host's server is deleted", || {
+        let gone = !hetzner.servers().iter().any(|s| s.id == held.id);
+        async move { gone }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,9 +294,17 @@ async fn an_empty_host_is_deleted_after_the_grace_period() {
     scene
         .write_on_pull_request(PULL, "/sam delete", "delete-the-workspace")
         .await;
-    eventually("the empty host's server is deleted", || {
+    eventually("the empty host and its server are deleted", || {
         let empty = hetzner.servers().is_empty();
-        async move { empty }
+        let pool = &pool;
+        async move {
+            let state: String = sqlx::query_scalar("SELECT state FROM hosts WHERE id = $1")
+                .bind(host)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            empty && state == "deleted"
+        }
     })
     .await;
     let (state, waited): (String, f64) = sqlx::query_as(
@@ -368,4 +388,16 @@ async fn a_refusal_of_the_hetzner_api_fails_the_workspace_with_its_reason() {
         .await
         .unwrap();
     assert_eq!(states, ["ready", "failed", "failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_provider_says_that_it_has_no_sizes() {
+    let scene = crate::scene::ready_workspace(BRANCH).await;
+    assert!(!scene.ready.body.contains("--size"), "{}", scene.ready.body);
+    let ready = open_on(&scene, 4, "/sam open --size large").await;
+    assert!(ready.contains("/w/"), "{ready}");
+    assert!(
+        ready.contains("`--size large` changes nothing here"),
+        "{ready}"
+    );
 }
