@@ -78,7 +78,7 @@ impl Provider {
                 Ok(Provider::Local(agent))
             }
             ProviderConfig::Hetzner(settings) => Ok(Provider::Hetzner(HetznerPool::start(
-                settings.clone(),
+                settings.as_ref().clone(),
                 db.clone(),
                 &config.data_dir,
                 &config.public_url,

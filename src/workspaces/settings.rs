@@ -38,7 +38,7 @@ pub enum ProviderConfig {
     #[default]
     Local,
     /// On Hetzner Cloud servers that sam creates and deletes.
-    Hetzner(HetznerSettings),
+    Hetzner(Box<HetznerSettings>),
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -103,7 +103,7 @@ impl ProviderConfig {
         match source.get("SAM_PROVIDER").unwrap_or("local") {
             "local" => ProviderConfig::Local,
             "hetzner" => hetzner(source, problems)
-                .map(ProviderConfig::Hetzner)
+                .map(|settings| ProviderConfig::Hetzner(Box::new(settings)))
                 .unwrap_or_default(),
             other => {
                 problems.push(format!(

@@ -200,17 +200,22 @@ fn invalid(field: &str, message: &str) -> Response {
     )
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// Whether the request carries the project's token.
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", shared.token);
-    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        Some(value) if value == expected => Ok(()),
-        _ => Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unable to authenticate",
-            json!({}),
-        )),
-    }
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|value| value == expected)
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "unable to authenticate",
+        json!({}),
+    )
 }
 
 fn server_json(view: &ServerView) -> Value {
@@ -248,8 +253,8 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = authorized(&shared, &headers) {
-        return refused;
+    if !authorized(&shared, &headers) {
+        return unauthorized();
     }
     if let Some((status, code, message)) = shared.model.lock().unwrap().failures.pop_front() {
         return error(
@@ -469,8 +474,8 @@ async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Err(refused) = authorized(&shared, &headers) {
-        return refused;
+    if !authorized(&shared, &headers) {
+        return unauthorized();
     }
     let mut wanted = Vec::new();
     for term in query
@@ -529,8 +534,8 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(refused) = authorized(&shared, &headers) {
-        return refused;
+    if !authorized(&shared, &headers) {
+        return unauthorized();
     }
     let model = shared.model.lock().unwrap();
     match model.servers.get(&id) {
@@ -549,8 +554,8 @@ async fn remove(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(refused) = authorized(&shared, &headers) {
-        return refused;
+    if !authorized(&shared, &headers) {
+        return unauthorized();
     }
     let removed = shared.model.lock().unwrap().servers.remove(&id);
     match removed {
