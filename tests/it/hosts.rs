@@ -401,3 +401,44 @@ async fn the_local_provider_says_that_it_has_no_sizes() {
         "{ready}"
     );
 }
+
+#[tokio::test]
+async fn the_api_client_reads_every_page_and_the_apis_refusals() {
+    use sam::workspaces::hetzner::api::{ApiError, CreateServer, HetznerApi};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let hetzner = HetznerStandIn::start().await;
+    let url = url::Url::parse(hetzner.url()).unwrap();
+    for n in 0..60 {
+        hetzner.add_foreign_server(&format!("mine-{n}"), &[("managed-by", "sam")]);
+    }
+    hetzner.add_foreign_server("not-mine", &[("managed-by", "someone")]);
+    let api = HetznerApi::new(&url, hetzner.token().to_owned().into());
+    let listed = api.list_servers("managed-by=sam").await.unwrap();
+    assert_eq!(listed.len(), 60, "every page is read, and only matching servers");
+    assert!(listed.iter().all(|s| s.name.starts_with("mine-")));
+
+    let request = CreateServer {
+        name: "sam-test",
+        server_type: "cx99",
+        image: "ubuntu-24.04",
+        location: "fsn1",
+        user_data: "",
+        labels: Default::default(),
+        start_after_create: true,
+    };
+    let refused = api.create_server(&request).await.unwrap_err();
+    let refused = refused.downcast_ref::<ApiError>().expect("the API's own error");
+    assert_eq!((refused.status, refused.code.as_str()), (422, "invalid_input"));
+    assert!(refused.explain().contains("an operator must fix them"));
+
+    let stranger = HetznerApi::new(&url, "wrong-token".to_owned().into());
+    let refused = stranger.list_servers("managed-by=sam").await.unwrap_err();
+    let refused = refused.downcast_ref::<ApiError>().expect("the API's own error");
+    assert_eq!(refused.status, 401);
+    assert!(refused.explain().contains("HETZNER_API_TOKEN"));
+
+    let first = listed[0].id;
+    api.delete_server(first).await.unwrap();
+    api.delete_server(first).await.expect("a server gone already counts as deleted");
+    assert_eq!(api.list_servers("managed-by=sam").await.unwrap().len(), 59);
+}
