@@ -251,14 +251,17 @@ pub async fn deleted(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The server names of the hosts whose server exists or may exist.
+/// The server names of the hosts whose server exists or may exist. A deleted server
+/// lingers in the provider's list while its deletion runs, so recently deleted hosts count
+/// as known for a while; one still listed after that is a leak worth reporting.
 pub async fn known_server_names(
     db: impl PgExecutor<'_>,
     provider: &str,
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT server_name FROM hosts
-         WHERE provider = $1 AND state IN ('creating', 'ready', 'deleting')",
+         WHERE provider = $1 AND (state IN ('creating', 'ready', 'deleting')
+               OR (state = 'deleted' AND updated_at > now() - interval '10 minutes'))",
     )
     .bind(provider)
     .fetch_all(db)
