@@ -138,12 +138,13 @@ pub async fn of_workspace(
     .await
 }
 
-/// Records the server the provider created for a host, and the address it gave it.
+/// Records the server the provider created for a host, and the address it gave it when
+/// it is known yet.
 pub async fn set_server(
     db: impl PgExecutor<'_>,
     id: Uuid,
     server_id: i64,
-    address: &str,
+    address: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE hosts SET server_id = $2, address = $3, updated_at = now() WHERE id = $1")
         .bind(id)
@@ -152,6 +153,20 @@ pub async fn set_server(
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// A registered host whose address was learnt only at registration becomes ready.
+pub async fn ready_at(db: impl PgExecutor<'_>, id: Uuid, address: &str) -> sqlx::Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE hosts SET address = $2, state = 'ready', updated_at = now()
+         WHERE id = $1 AND state = 'creating' AND agent_port IS NOT NULL",
+    )
+    .bind(id)
+    .bind(address)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
 }
 
 /// Gives up on a host: `failed` when it has no server to delete, else `deleting` (the
@@ -169,17 +184,18 @@ pub async fn give_up(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> sqlx::R
     Ok(())
 }
 
-/// Redeems a bootstrap token: the host it belongs to becomes ready with its agent on
-/// `port`, and the token is gone. `None` for a token that is unknown, used or expired.
+/// Redeems a bootstrap token: the token is gone, the host's agent is on `port`, and the
+/// host is ready if its address is known (else it stays `creating` until
+/// [`ready_at`]). `None` for a token that is unknown, used or expired.
 pub async fn redeem(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
     port: u16,
 ) -> sqlx::Result<Option<HostModel>> {
     sqlx::query_as(concat!(
-        "UPDATE hosts h SET state = 'ready', agent_port = $2, bootstrap_hash = NULL,
-             updated_at = now()
-         WHERE h.bootstrap_hash = $1 AND h.state = 'creating' AND h.address IS NOT NULL
+        "UPDATE hosts h SET agent_port = $2, bootstrap_hash = NULL, updated_at = now(),
+             state = CASE WHEN h.address IS NULL THEN h.state ELSE 'ready' END
+         WHERE h.bootstrap_hash = $1 AND h.state = 'creating' AND h.server_id IS NOT NULL
            AND h.bootstrap_expires_at > now()
          RETURNING ",
         columns!()

@@ -29,6 +29,7 @@ pub const KEYS: &[&str] = &[
     "HETZNER_AGENT_SHA256",
     "HETZNER_AGENT_PORT",
     "HETZNER_INSTANCE",
+    "HETZNER_NETWORK",
 ];
 
 /// Where workspaces run.
@@ -83,6 +84,9 @@ pub struct HetznerSettings {
     /// The value of the `sam-instance` label on this sam's servers, so that several sams
     /// can share one Hetzner project without calling each other's servers unknown.
     pub instance: String,
+    /// A private network (its id) to attach servers to; sam then reaches agents at their
+    /// address in it, so that its traffic with them stays off the internet.
+    pub network: Option<i64>,
 }
 
 impl HetznerSettings {
@@ -162,6 +166,14 @@ fn hetzner(source: &Source, problems: &mut Vec<String>) -> Option<HetznerSetting
             0
         }
     };
+    let network = match source.get("HETZNER_NETWORK").map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(id)) if id > 0 => Some(id),
+        Some(_) => {
+            problems.push("HETZNER_NETWORK must be the numeric id of a Hetzner network".into());
+            None
+        }
+    };
     let instance = text("HETZNER_INSTANCE", "sam");
     if !label_value(&instance) {
         problems.push(format!(
@@ -185,6 +197,7 @@ fn hetzner(source: &Source, problems: &mut Vec<String>) -> Option<HetznerSetting
         agent_sha256,
         agent_port,
         instance,
+        network,
     })
 }
 

@@ -21,7 +21,14 @@ const TOKEN_PATH: &str = "/etc/sam-agent/bootstrap-token";
 
 /// sam with the hetzner provider against a fresh stand-in, and a workspace ready on it.
 async fn hosted(extra: &[(&str, &str)]) -> (HetznerStandIn, ReadyWorkspace) {
-    let hetzner = HetznerStandIn::start().await;
+    hosted_on(HetznerStandIn::start().await, extra).await
+}
+
+/// [`hosted`] on a stand-in prepared already.
+async fn hosted_on(
+    hetzner: HetznerStandIn,
+    extra: &[(&str, &str)],
+) -> (HetznerStandIn, ReadyWorkspace) {
     let url = hetzner.url().to_owned();
     let token = hetzner.token().to_owned();
     let mut settings = vec![
@@ -414,7 +421,11 @@ async fn the_api_client_reads_every_page_and_the_apis_refusals() {
     hetzner.add_foreign_server("not-mine", &[("managed-by", "someone")]);
     let api = HetznerApi::new(&url, hetzner.token().to_owned().into());
     let listed = api.list_servers("managed-by=sam").await.unwrap();
-    assert_eq!(listed.len(), 60, "every page is read, and only matching servers");
+    assert_eq!(
+        listed.len(),
+        60,
+        "every page is read, and only matching servers"
+    );
     assert!(listed.iter().all(|s| s.name.starts_with("mine-")));
 
     let request = CreateServer {
@@ -425,20 +436,49 @@ async fn the_api_client_reads_every_page_and_the_apis_refusals() {
         user_data: "",
         labels: Default::default(),
         start_after_create: true,
+        networks: Vec::new(),
     };
     let refused = api.create_server(&request).await.unwrap_err();
-    let refused = refused.downcast_ref::<ApiError>().expect("the API's own error");
-    assert_eq!((refused.status, refused.code.as_str()), (422, "invalid_input"));
+    let refused = refused
+        .downcast_ref::<ApiError>()
+        .expect("the API's own error");
+    assert_eq!(
+        (refused.status, refused.code.as_str()),
+        (422, "invalid_input")
+    );
     assert!(refused.explain().contains("an operator must fix them"));
 
     let stranger = HetznerApi::new(&url, "wrong-token".to_owned().into());
     let refused = stranger.list_servers("managed-by=sam").await.unwrap_err();
-    let refused = refused.downcast_ref::<ApiError>().expect("the API's own error");
+    let refused = refused
+        .downcast_ref::<ApiError>()
+        .expect("the API's own error");
     assert_eq!(refused.status, 401);
     assert!(refused.explain().contains("HETZNER_API_TOKEN"));
 
     let first = listed[0].id;
     api.delete_server(first).await.unwrap();
-    api.delete_server(first).await.expect("a server gone already counts as deleted");
+    api.delete_server(first)
+        .await
+        .expect("a server gone already counts as deleted");
     assert_eq!(api.list_servers("managed-by=sam").await.unwrap().len(), 59);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_private_network_sam_reaches_agents_at_their_private_address() {
+    let hetzner = HetznerStandIn::start().await;
+    let network = hetzner.add_network().to_string();
+    let (hetzner, scene) = hosted_on(hetzner, &[("HETZNER_NETWORK", network.as_str())]).await;
+    let server = hetzner.servers().remove(0);
+    let (network_id, private) = server
+        .network
+        .clone()
+        .expect("the server is in the network");
+    assert_eq!(network_id.to_string(), network);
+    let pool = scene.database().await;
+    let (_, state, address) = host_of(&pool, &workspace_of(&scene.link)).await;
+    assert_eq!(state, "ready");
+    assert_eq!(address.as_deref(), Some(private.as_str()));
+    assert_ne!(address.as_deref(), Some(server.ip.as_str()));
+    shell_answers(&scene, &scene.link, BRANCH).await;
 }

@@ -26,6 +26,9 @@ pub struct CreateServer<'a> {
     pub user_data: &'a str,
     pub labels: BTreeMap<&'a str, String>,
     pub start_after_create: bool,
+    /// Private networks to attach the server to, by id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<i64>,
 }
 
 /// A server as the API describes it, narrowed to what sam reads.
@@ -36,6 +39,17 @@ pub struct Server {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub public_net: PublicNet,
+    /// The server's addresses in private networks; they may show up only once the
+    /// network's attachment, which follows creation, has run.
+    #[serde(default)]
+    pub private_net: Vec<PrivateNet>,
+}
+
+/// A server's place in one private network.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrivateNet {
+    pub network: i64,
+    pub ip: String,
 }
 
 /// A server's public addresses.
@@ -61,6 +75,19 @@ impl Server {
         let network = self.public_net.ipv6.as_ref()?.ip.split('/').next()?;
         Some(format!("[{network}1]"))
     }
+
+    /// The server's address in private network `network`, once it has one.
+    pub fn private_address(&self, network: i64) -> Option<String> {
+        self.private_net
+            .iter()
+            .find(|n| n.network == network)
+            .map(|n| n.ip.clone())
+    }
+}
+
+#[derive(Deserialize)]
+struct One {
+    server: Server,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +188,19 @@ impl HetznerApi {
             .context("reaching the Hetzner Cloud API")?;
         let created: Created = read(response).await?;
         Ok(created.server)
+    }
+
+    /// One server, as it is now.
+    pub async fn get_server(&self, id: i64) -> anyhow::Result<Server> {
+        let response = self
+            .http
+            .get(self.url(&format!("servers/{id}")))
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .context("reaching the Hetzner Cloud API")?;
+        let one: One = read(response).await?;
+        Ok(one.server)
     }
 
     /// Every server carrying all of `labels` (a label selector like `a=b,c=d`), all pages.

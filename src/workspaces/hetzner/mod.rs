@@ -161,6 +161,7 @@ impl HetznerPool {
             user_data: &user_data,
             labels,
             start_after_create: true,
+            networks: inner.settings.network.into_iter().collect(),
         };
         let failed = |message: String| CheckoutFailed {
             message,
@@ -178,16 +179,21 @@ impl HetznerPool {
                 }));
             }
         };
-        let Some(address) = server.address() else {
-            // Recorded first, so that the sweep deletes the server.
-            let _ = db::set_server(&inner.db, host.id, server.id, "").await;
+        // In a private network the address may come only after creation: registration
+        // asks for it then.
+        let address = match inner.settings.network {
+            Some(network) => server.private_address(network),
+            None => server.address(),
+        };
+        db::set_server(&inner.db, host.id, server.id, address.as_deref())
+            .await
+            .map_err(|e| failed(format!("sam could not record its new host: {e}")))?;
+        if address.is_none() && inner.settings.network.is_none() {
             return Err(failed(
                 "Hetzner Cloud created a host without a public address; an operator must check the image and network settings".into(),
             ));
-        };
-        db::set_server(&inner.db, host.id, server.id, &address)
-            .await
-            .map_err(|e| failed(format!("sam could not record its new host: {e}")))?;
+        }
+        let address = address.unwrap_or_default();
         tracing::info!(host = %host.id, server = server.id, %address, "host created; waiting for its agent to register");
         Ok(())
     }
@@ -250,14 +256,39 @@ impl HetznerPool {
     /// token is unknown, used already, or expired.
     pub async fn register(&self, token: &str, port: u16) -> anyhow::Result<Option<Registered>> {
         let hash = Sha256::digest(token.trim().as_bytes());
-        let Some(host) = db::redeem(&self.inner.db, &hash, port).await? else {
+        let Some(mut host) = db::redeem(&self.inner.db, &hash, port).await? else {
             return Ok(None);
         };
+        if host.state != "ready" {
+            let address = self.private_address(&host).await;
+            match address {
+                Ok(address) if db::ready_at(&self.inner.db, host.id, &address).await? => {
+                    host.address = Some(address);
+                }
+                Ok(_) => bail!("the host was given up while it registered"),
+                Err(error) => {
+                    let reason = format!("{error:#}");
+                    db::give_up(&self.inner.db, host.id, &reason).await?;
+                    return Err(error);
+                }
+            }
+        }
         tracing::info!(host = %host.id, address = host.address.as_deref().unwrap_or(""), port, "host registered");
         Ok(Some(Registered {
             host: host.id,
             key: self.host_key(host.id),
         }))
+    }
+
+    /// The address of a host in the configured private network, from the API.
+    async fn private_address(&self, host: &HostModel) -> anyhow::Result<String> {
+        let (Some(server), Some(network)) = (host.server_id, self.inner.settings.network) else {
+            bail!("the host has no address");
+        };
+        let server = self.inner.api.get_server(server).await?;
+        server
+            .private_address(network)
+            .with_context(|| format!("the host's server is not in network {network}"))
     }
 
     /// The key of one host's agent: an HMAC of its id under the master key, so that one

@@ -43,6 +43,8 @@ pub struct ServerView {
     pub labels: BTreeMap<String, String>,
     pub user_data: String,
     pub ip: String,
+    /// The private network the server is attached to, and its address there.
+    pub network: Option<(i64, String)>,
     /// The agent's root directory, where checkouts land.
     pub root: PathBuf,
 }
@@ -59,6 +61,7 @@ struct Model {
     next_id: i64,
     hold_boots: bool,
     failures: VecDeque<(u16, String, String)>,
+    networks: Vec<i64>,
 }
 
 struct Shared {
@@ -87,6 +90,7 @@ impl HetznerStandIn {
                 next_id: 40_000_000,
                 hold_boots: false,
                 failures: VecDeque::new(),
+                networks: Vec::new(),
             }),
         });
         let router = Router::new()
@@ -150,6 +154,14 @@ impl HetznerStandIn {
         ));
     }
 
+    /// A private network servers may be attached to; its id.
+    pub fn add_network(&self) -> i64 {
+        let mut model = self.shared.model.lock().unwrap();
+        let id = 7_000 + model.networks.len() as i64;
+        model.networks.push(id);
+        id
+    }
+
     /// A server created by someone else than sam, with these labels; it never boots.
     pub fn add_foreign_server(&self, name: &str, labels: &[(&str, &str)]) -> i64 {
         let mut model = self.shared.model.lock().unwrap();
@@ -167,6 +179,7 @@ impl HetznerStandIn {
                 .collect(),
             user_data: String::new(),
             ip: next_ip(),
+            network: None,
             root: PathBuf::new(),
         };
         model.servers.insert(
@@ -218,7 +231,17 @@ fn unauthorized() -> Response {
     )
 }
 
-fn server_json(view: &ServerView) -> Value {
+/// A server as the API shows it; `attached` is false in the answer to its creation, where
+/// the network attachment has not run yet.
+fn server_json(view: &ServerView, attached: bool) -> Value {
+    let private_net: Vec<Value> = view
+        .network
+        .iter()
+        .filter(|_| attached)
+        .map(|(network, ip)| {
+            json!({ "network": network, "ip": ip, "alias_ips": [], "mac_address": "86:00:00:00:00:01" })
+        })
+        .collect();
     json!({
         "id": view.id,
         "name": view.name,
@@ -233,7 +256,7 @@ fn server_json(view: &ServerView) -> Value {
             "ipv6": { "ip": "2001:db8::/64", "blocked": false },
             "floating_ips": [],
         },
-        "private_net": [],
+        "private_net": private_net,
     })
 }
 
@@ -317,7 +340,18 @@ async fn create(
         }
         Some(_) => return invalid("labels", "must be an object"),
     }
+    let networks: Vec<i64> = match body.get("networks") {
+        None => Vec::new(),
+        Some(Value::Array(ids)) => match ids.iter().map(Value::as_i64).collect() {
+            Some(ids) => ids,
+            None => return invalid("networks", "must be network ids"),
+        },
+        Some(_) => return invalid("networks", "must be a list"),
+    };
     let mut model = shared.model.lock().unwrap();
+    if let Some(unknown) = networks.iter().find(|n| !model.networks.contains(n)) {
+        return invalid("networks", &format!("network {unknown} not found"));
+    }
     if model.servers.values().any(|s| s.view.name == name) {
         return error(
             StatusCode::CONFLICT,
@@ -337,7 +371,13 @@ async fn create(
         location,
         labels,
         user_data,
-        ip: next_ip(),
+        // In a network, only the private address reaches the agent here: the public one
+        // is a documentation address that leads nowhere.
+        ip: match networks.first() {
+            Some(_) => format!("203.0.113.{}", id % 250 + 1),
+            None => next_ip(),
+        },
+        network: networks.first().map(|n| (*n, next_ip())),
         root: dir.path().join("workspaces"),
     };
     let hold = model.hold_boots;
@@ -349,7 +389,7 @@ async fn create(
             Err(why) => panic!("server {id} could not boot from its user data: {why}"),
         }
     };
-    let json = server_json(&view);
+    let json = server_json(&view, false);
     model.servers.insert(
         id,
         Server {
@@ -422,7 +462,8 @@ fn boot(
             "--listen" => {
                 let listen = value()?;
                 let port = listen.rsplit_once(':').ok_or("--listen has no port")?.1;
-                command.arg(arg).arg(format!("{}:{port}", view.ip));
+                let host = view.network.as_ref().map_or(&view.ip, |(_, ip)| ip);
+                command.arg(arg).arg(format!("{host}:{port}"));
             }
             "--root" => {
                 value()?;
@@ -506,7 +547,7 @@ async fn list(
         .servers
         .values()
         .filter(|s| wanted.iter().all(|(k, v)| s.view.labels.get(k) == Some(v)))
-        .map(|s| server_json(&s.view))
+        .map(|s| server_json(&s.view, true))
         .collect();
     let total = matching.len();
     let last_page = total.div_ceil(per_page).max(1);
@@ -539,7 +580,7 @@ async fn show(
     }
     let model = shared.model.lock().unwrap();
     match model.servers.get(&id) {
-        Some(server) => Json(json!({ "server": server_json(&server.view) })).into_response(),
+        Some(server) => Json(json!({ "server": server_json(&server.view, true) })).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "not_found",
