@@ -105,3 +105,27 @@ pub async fn register(control_plane: &Url, token: &str, port: u16) -> anyhow::Re
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_is_read_once_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstrap-token");
+        std::fs::write(&path, "  0123abcd\n").unwrap();
+        assert_eq!(take_token(Some(&path)).unwrap(), "0123abcd");
+        assert!(!path.exists(), "the used token stayed on disk");
+        let again = take_token(Some(&path)).unwrap_err();
+        assert!(format!("{again:#}").contains("cannot read the bootstrap token"));
+    }
+
+    #[test]
+    fn an_empty_token_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstrap-token");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(format!("{:#}", take_token(Some(&path)).unwrap_err()).contains("empty"));
+    }
+}
