@@ -15,7 +15,6 @@ use crate::config::{AppCredentials, Config};
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::GitHub;
 use crate::terminal::link::Signer;
-use crate::workspaces::local::{self, LocalAgent};
 use crate::workspaces::{Provider, State, Workspaces};
 use crate::{database, events, replies, setup};
 
@@ -52,14 +51,8 @@ impl App {
         }
         let github = GitHub::new(&config)?;
         let signer = Signer::load_or_create(&config.data_dir)?;
-        let root = config.data_dir.join("workspaces");
-        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let shell_user = local::shell_user(&config.data_dir, &root)?;
-        let control_url = local::control_url(config.listen);
-        let agent = LocalAgent::start(local::agent_program()?, root, shell_user, control_url)
-            .await
-            .context("starting the local workspace agent")?;
-        let workspaces = Workspaces::new(db.clone(), github.clone(), Provider::Local(agent));
+        let provider = Provider::start(&config, &db).await?;
+        let workspaces = Workspaces::new(db.clone(), github.clone(), provider);
         let registered = ArcSwapOption::from(config.app.clone().map(Arc::new));
         let app = Arc::new(Self {
             config,

@@ -63,6 +63,8 @@ pub struct Config {
     pub app: Option<AppCredentials>,
     /// GitHub logins allowed to see `/status`, besides the App's owner (`SAM_OPERATORS`).
     pub operators: Vec<String>,
+    /// Where workspaces run (`SAM_PROVIDER`), with that provider's settings.
+    pub provider: crate::workspaces::settings::ProviderConfig,
 }
 
 /// The GitHub App's identity: what it signs JWTs with, how it checks deliveries, and its
@@ -109,6 +111,7 @@ impl fmt::Debug for Config {
             .field("app_id", &self.app.as_ref().map(|app| app.id))
             .field("app_slug", &self.app.as_ref().map(|app| app.slug.as_str()))
             .field("operators", &self.operators)
+            .field("provider", &self.provider)
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +152,8 @@ impl Source {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    /// The value of `key`, trimmed; `None` when unset or blank.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.env
             .get(key)
             .or_else(|| self.file.get(key))
@@ -163,7 +167,8 @@ fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, String
         toml::from_str(text).map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
     let mut values = HashMap::new();
     for (key, value) in table {
-        if !KEYS.contains(&key.as_str()) {
+        let provider_keys = crate::workspaces::settings::KEYS;
+        if !KEYS.contains(&key.as_str()) && !provider_keys.contains(&key.as_str()) {
             return Err(format!("{}: unknown key {key}", path.display()));
         }
         let value = match value {
@@ -235,6 +240,8 @@ impl Config {
         } else {
             None
         };
+        let provider =
+            crate::workspaces::settings::ProviderConfig::from_source(source, &mut problems);
 
         match (
             database_url,
@@ -263,6 +270,7 @@ impl Config {
                 github_url,
                 app,
                 operators,
+                provider,
             }),
             _ => Err(problems),
         }

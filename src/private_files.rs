@@ -31,3 +31,28 @@ pub fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     create(partial, bytes)?;
     std::fs::rename(partial, path).with_context(|| format!("moving {} into place", path.display()))
 }
+
+/// The 32-byte secret at `path`, made at random the first time it is asked for (and its
+/// directory with it). `what_breaks` says, in the error for a damaged file, what deleting
+/// it costs.
+pub fn key(path: &Path, what_breaks: &str) -> anyhow::Result<[u8; 32]> {
+    use rand::RngExt;
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            return bytes.try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is not 32 bytes; delete it to make a new one ({what_breaks})",
+                    path.display()
+                )
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let key: [u8; 32] = rand::rng().random();
+    create(path, &key)?;
+    Ok(key)
+}

@@ -38,6 +38,13 @@ pub struct NoSuchBranch {
     pub branch: String,
 }
 
+/// A note under a ready workspace whose `/sam open --size` the provider cannot honour.
+#[derive(Template)]
+#[template(path = "replies/size_ignored.md")]
+pub struct SizeIgnored<'a> {
+    pub size: &'a str,
+}
+
 impl NoSuchBranch {
     /// The reply for `branch`.
     pub fn new(branch: &str) -> Self {

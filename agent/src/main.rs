@@ -2,6 +2,7 @@
 //! over WebSocket to sam, which relays them to the browser.
 
 mod credential;
+mod register;
 mod server;
 mod shell_user;
 mod terminal;
@@ -73,10 +74,18 @@ struct ServeArgs {
     /// root. Without it, shells run as the agent's own user.
     #[arg(long)]
     shell_user: Option<String>,
-    /// sam's URL, asked for fresh repository tokens when git in a shell needs them.
-    /// Without it, shells get no git credentials.
+    /// sam's URL, asked for fresh repository tokens when git in a shell needs them;
+    /// `--register` sets it too. Without either, shells get no git credentials.
     #[arg(long)]
     control_url: Option<url::Url>,
+    /// On a host sam created: the sam to register with (its public URL); the key then
+    /// comes from sam in exchange for a one-time bootstrap token, not from SAM_AGENT_KEY.
+    #[arg(long)]
+    register: Option<url::Url>,
+    /// The file holding the bootstrap token, deleted once read; without it the token is
+    /// read from SAM_AGENT_BOOTSTRAP_TOKEN.
+    #[arg(long, requires = "register")]
+    bootstrap_token_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -110,7 +119,17 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     die_with_parent()?;
-    let key = take_key()?;
+    let bootstrap = match &args.register {
+        Some(url) => Some((
+            url.clone(),
+            register::take_token(args.bootstrap_token_file.as_deref())?,
+        )),
+        None => None,
+    };
+    let key = match bootstrap {
+        Some(_) => Vec::new(),
+        None => take_key()?,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -133,8 +152,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .as_deref()
                 .map(shell_user::ShellUser::lookup)
                 .transpose()?;
-            let control = args
-                .control_url
+            // Registering first: on a host sam created, the key that signs token requests
+            // is the one registration returns.
+            let listener = TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            let address = listener.local_addr().context("no local address")?;
+            let (key, control_url) = match bootstrap {
+                Some((url, token)) => {
+                    let key = register::register(&url, &token, address.port()).await?;
+                    (key, args.control_url.or(Some(url)))
+                }
+                None => (key, args.control_url),
+            };
+            let control = control_url
                 .map(|url| credential::broker::ControlPlane::new(url, &key))
                 .transpose()?;
             let workspaces = Workspaces::open(
@@ -151,10 +182,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 sessions,
             });
 
-            let listener = TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            let address = listener.local_addr().context("no local address")?;
             announce(address)?;
             tracing::info!(%address, root = %args.root.display(), "agent listening");
             server::serve(listener, state, signals).await

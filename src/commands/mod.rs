@@ -79,6 +79,13 @@ pub enum HostSize {
 }
 
 impl HostSize {
+    /// The size named `name`, as [`HostSize::as_str`] writes it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [HostSize::Small, HostSize::Medium, HostSize::Large]
+            .into_iter()
+            .find(|size| size.as_str() == name)
+    }
+
     /// The size as written after `--size`.
     pub fn as_str(&self) -> &'static str {
         match self {

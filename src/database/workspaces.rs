@@ -27,6 +27,10 @@ pub struct WorkspaceModel {
     pub error: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// What `/sam open --size` asked for, as written; `None` when it named no size.
+    pub size: Option<String>,
+    /// The host a remote provider placed the workspace on.
+    pub host_id: Option<Uuid>,
 }
 
 /// What a new workspace is made of.
@@ -43,6 +47,7 @@ pub struct NewWorkspace<'a> {
     pub head_sha: &'a str,
     pub requester_id: i64,
     pub requester_login: &'a str,
+    pub size: Option<&'a str>,
 }
 
 /// The columns of [`WorkspaceModel`]; a macro so that queries stay `&'static str`, which
@@ -51,7 +56,7 @@ macro_rules! columns {
     () => {
         "id, installation_id, repo_id, repo_full_name, clone_url, issue_number, is_pull_request,
          branch, fetch_ref, head_sha, requester_id, requester_login, state, status_comment_id,
-         error, created_at, updated_at"
+         error, created_at, updated_at, size, host_id"
     };
 }
 
@@ -65,8 +70,8 @@ pub async fn create_or_find(
     let created: Option<WorkspaceModel> = sqlx::query_as(concat!(
         "INSERT INTO workspaces (id, installation_id, repo_id, repo_full_name, clone_url,
              issue_number, is_pull_request, branch, fetch_ref, head_sha, requester_id,
-             requester_login, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'requested')
+             requester_login, size, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'requested')
          ON CONFLICT (repo_id, fetch_ref, requester_id) WHERE state NOT IN ('deleted', 'failed')
          DO NOTHING
          RETURNING ",
@@ -85,6 +90,7 @@ pub async fn create_or_find(
     .bind(new.head_sha)
     .bind(new.requester_id)
     .bind(new.requester_login)
+    .bind(new.size)
     .fetch_optional(&mut *tx)
     .await?;
 

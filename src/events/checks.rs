@@ -88,7 +88,7 @@ pub async fn check_run(app: &App, event: CheckRunEvent) -> anyhow::Result<()> {
                 "summary": format!("Preparing a workspace for @{}…", event.sender.login),
             }});
             repo.update_check_run(run.id, &preparing).await?;
-            let output = match open(app, &repo, &asked, None).await? {
+            let output = match open(app, &repo, &asked, None, None).await? {
                 Some(link) => json!({ "output": {
                     "title": "Workspace ready",
                     "summary": replies::render(&replies::CheckReady {

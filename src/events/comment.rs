@@ -52,7 +52,7 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
                         is_pull_request: event.issue.is_pull_request(),
                         person: &event.comment.user,
                     };
-                    open(app, &repo, &asked, args.branch).await?;
+                    open(app, &repo, &asked, args.branch, args.size).await?;
                 }
                 Ok(Command::Help) => {
                     let slug = app.registered().map(|a| a.slug.clone()).unwrap_or_default();

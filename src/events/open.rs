@@ -6,6 +6,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
+use crate::commands::HostSize;
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::events::{Account, Repository};
 use crate::github::{RepoClient, clone_url};
@@ -28,6 +29,7 @@ pub async fn open(
     repo: &RepoClient,
     asked: &Asked<'_>,
     branch: Option<String>,
+    size: Option<HostSize>,
 ) -> anyhow::Result<Option<String>> {
     let person = asked.person;
     let issue = asked.number;
@@ -55,6 +57,7 @@ pub async fn open(
         head_sha: target.sha,
         requester_id: person.id,
         requester_login: person.login.clone(),
+        size,
     };
     let (workspace, created) = app.workspaces.find_or_create(&request).await?;
     tracing::info!(workspace = %workspace.id, created, state = %workspace.state, "open");
@@ -119,7 +122,13 @@ pub async fn prepare(
     let (body, prepared) = match provisioned {
         Ok(Provisioned::Ready) => {
             let link = app.link(workspace.id, &workspace.requester_login)?;
-            let body = replies::status(workspace, Phase::Ready { link: &link });
+            let mut body = replies::status(workspace, Phase::Ready { link: &link });
+            if let Some(size) = &workspace.size
+                && !app.workspaces.provider().has_sizes()
+            {
+                body.push_str("\n\n");
+                body.push_str(&replies::render(&replies::SizeIgnored { size }));
+            }
             (body, Prepared::Ready { link })
         }
         Ok(Provisioned::Failed(failed)) => {

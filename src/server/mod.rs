@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
             "/api/agents/workspaces/{id}/git-credentials",
             post(agents::credentials::issue),
         )
+        .route("/api/agents/register", post(agents::register::register))
         .route("/w/{id}", get(page::open))
         .route("/w/{id}/ws", get(page::socket))
         .route("/w/{id}/state", get(page::workspace_state))

@@ -7,9 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -93,20 +91,10 @@ impl Signer {
 
     /// Loads the key from `<data_dir>/link-signing.key`, creating it (mode 0600) on first run.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join("link-signing.key");
-        match std::fs::read(&path) {
-            Ok(key) if key.len() >= 32 => return Ok(Self::new(&key)),
-            Ok(_) => anyhow::bail!(
-                "{} is shorter than 32 bytes; delete it to make a new one",
-                path.display()
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
-        let key: [u8; 32] = rand::rng().random();
-        crate::private_files::create(&path, &key)?;
+        let key = crate::private_files::key(
+            &data_dir.join("link-signing.key"),
+            "links already given out stop working",
+        )?;
         Ok(Self::new(&key))
     }
 

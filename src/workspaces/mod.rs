@@ -3,7 +3,9 @@
 
 mod activity;
 pub mod agent;
+pub mod hetzner;
 pub mod local;
+pub mod settings;
 mod state;
 
 pub use activity::Activity;
@@ -16,23 +18,73 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::commands::HostSize;
+use crate::config::Config;
 use crate::database::workspaces::{self as db, NewWorkspace, WorkspaceModel};
 use crate::github::GitHub;
 use agent::{AgentClient, Checkout, CheckoutFailed, GitUser};
+use hetzner::HetznerPool;
 use local::LocalAgent;
+use settings::ProviderConfig;
 
-/// Where workspaces run. Only the local provider exists for now; remote providers hand out
-/// agents on other hosts behind the same client.
+/// Where workspaces run: beside sam, or on hosts a cloud provider creates. Either way an
+/// agent serves them behind the same client.
 #[derive(Clone)]
 pub enum Provider {
     Local(LocalAgent),
+    Hetzner(HetznerPool),
 }
 
 impl Provider {
     /// The agent that holds (or will hold) a workspace.
-    pub async fn agent_for(&self, _workspace: Uuid) -> anyhow::Result<AgentClient> {
+    pub async fn agent_for(&self, workspace: Uuid) -> anyhow::Result<AgentClient> {
         match self {
             Provider::Local(agent) => agent.client().await,
+            Provider::Hetzner(pool) => pool.agent_for(workspace).await,
+        }
+    }
+
+    /// Finds the workspace a host of its size, waiting for a new one to boot if needed.
+    /// The local provider has one host, sam's own machine, whatever the size.
+    pub async fn place(
+        &self,
+        workspace: &WorkspaceModel,
+    ) -> anyhow::Result<Result<(), CheckoutFailed>> {
+        match self {
+            Provider::Local(_) => Ok(Ok(())),
+            Provider::Hetzner(pool) => {
+                let size = workspace.size.as_deref().and_then(HostSize::parse);
+                pool.place(workspace.id, size).await
+            }
+        }
+    }
+
+    /// Whether `--size` changes anything here.
+    pub fn has_sizes(&self) -> bool {
+        matches!(self, Provider::Hetzner(_))
+    }
+
+    /// Starts the configured provider: the local agent, or the Hetzner host pool.
+    pub async fn start(config: &Config, db: &PgPool) -> anyhow::Result<Self> {
+        match &config.provider {
+            ProviderConfig::Local => {
+                let root = config.data_dir.join("workspaces");
+                std::fs::create_dir_all(&root)
+                    .with_context(|| format!("creating {}", root.display()))?;
+                let shell_user = local::shell_user(&config.data_dir, &root)?;
+                let control_url = local::control_url(config.listen);
+                let agent =
+                    LocalAgent::start(local::agent_program()?, root, shell_user, control_url)
+                        .await
+                        .context("starting the local workspace agent")?;
+                Ok(Provider::Local(agent))
+            }
+            ProviderConfig::Hetzner(settings) => Ok(Provider::Hetzner(HetznerPool::start(
+                settings.as_ref().clone(),
+                db.clone(),
+                &config.data_dir,
+                &config.public_url,
+            )?)),
         }
     }
 }
@@ -51,6 +103,8 @@ pub struct OpenRequest {
     pub head_sha: String,
     pub requester_id: u64,
     pub requester_login: String,
+    /// The size `/sam open --size` asked for; the provider decides what it means.
+    pub size: Option<HostSize>,
 }
 
 /// What provisioning is doing, as the workspace's status comment shows it.
@@ -119,6 +173,7 @@ impl Workspaces {
             head_sha: &request.head_sha,
             requester_id: request.requester_id as i64,
             requester_login: &request.requester_login,
+            size: request.size.map(|size| size.as_str()),
         };
         db::create_or_find(&self.db, &new)
             .await
@@ -136,6 +191,21 @@ impl Workspaces {
         let from = [State::Requested, State::Stopped];
         if !db::transition_from(&self.db, workspace.id, &from, State::Provisioning, None).await? {
             return Ok(Provisioned::Overtaken);
+        }
+        if let Err(failed) = self.provider.place(workspace).await? {
+            let moved = db::transition_from(
+                &self.db,
+                workspace.id,
+                &[State::Provisioning],
+                State::Failed,
+                Some(&failed.message),
+            )
+            .await?;
+            return Ok(if moved {
+                Provisioned::Failed(failed)
+            } else {
+                Provisioned::Overtaken
+            });
         }
         progress(if workspace.state == State::Stopped {
             Step::Starting

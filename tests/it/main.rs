@@ -7,6 +7,7 @@ mod checks;
 mod commands;
 mod firstrun;
 mod git_in_shells;
+mod hosts;
 mod lifecycle;
 mod links;
 mod main_path;

@@ -46,6 +46,11 @@ impl ReadyWorkspace {
         workspace_of(&self.link).parse().unwrap()
     }
 
+    /// A pool on sam's database, to look at what sam stored.
+    pub async fn database(&self) -> sqlx::PgPool {
+        self.db.pool().await
+    }
+
     /// Sets the workspace's state in sam's database behind sam's back, as if it had
     /// stopped (or become ready again) while the page was open.
     pub async fn set_state(&self, state: &str) {
@@ -193,8 +198,19 @@ pub async fn ready_workspace(branch: &str) -> ReadyWorkspace {
 
 /// [`ready_workspace`], with more of sam's settings in its environment.
 pub async fn ready_workspace_with(branch: &str, settings: &[(&str, &str)]) -> ReadyWorkspace {
+    ready_workspace_prepared(branch, settings, |_| {}).await
+}
+
+/// [`ready_workspace_with`], where `prepare` sees the git server before sam starts (to
+/// point agents that sam does not start itself at its repositories).
+pub async fn ready_workspace_prepared(
+    branch: &str,
+    settings: &[(&str, &str)],
+    prepare: impl FnOnce(&GitServer),
+) -> ReadyWorkspace {
     let mut git = GitServer::new();
     git.create_repo(REPO);
+    prepare(&git);
     let github = GitHubStandIn::start().await;
     git.also_serve(github.url());
     let installation = github.add_installation(REQUESTER);

@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod git;
 pub mod git_http;
 pub mod github;
+pub mod hetzner;
 pub mod visitor;
 
 /// An HTTP client for tests: it does not follow redirects (tests look at them), and it

@@ -1,0 +1,86 @@
+//! `POST /api/agents/register`: an agent on a new host redeems its one-time bootstrap
+//! token and receives the key it checks sam's requests with.
+//!
+//! The token (bearer) is all the agent proves: it was written into one host's user data,
+//! is stored by sam only as a hash, works once, and expires. The body names only the port
+//! the agent listens on; its address is the one the provider's API gave the host.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::server::AppState;
+use crate::workspaces::Provider;
+
+/// What the agent sends.
+#[derive(Deserialize)]
+pub struct Registration {
+    /// The port the agent listens on.
+    pub port: u16,
+}
+
+/// What the agent gets back.
+#[derive(Serialize)]
+pub struct Registered {
+    /// The host sam recorded the agent as.
+    pub host: Uuid,
+    /// The hex key of the agent's tokens.
+    pub key: String,
+}
+
+/// Redeems the bearer bootstrap token.
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<Registration>>,
+) -> Response {
+    let Provider::Hetzner(pool) = state.workspaces.provider() else {
+        return refuse(StatusCode::NOT_FOUND, "this sam does not create hosts");
+    };
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return refuse(StatusCode::UNAUTHORIZED, "a bootstrap token is required");
+    };
+    let Some(Json(registration)) = body else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the body must be JSON like {\"port\": 4100}",
+        );
+    };
+    if registration.port == 0 {
+        return refuse(StatusCode::BAD_REQUEST, "port 0 is not a listening port");
+    }
+    match pool.register(token, registration.port).await {
+        Ok(Some(registered)) => Json(Registered {
+            host: registered.host,
+            key: hex::encode(registered.key),
+        })
+        .into_response(),
+        Ok(None) => {
+            tracing::warn!("an agent presented a bootstrap token that is unknown, used or expired");
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "the bootstrap token is unknown, used already, or expired",
+            )
+        }
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "registering an agent failed");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sam cannot register agents right now",
+            )
+        }
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}

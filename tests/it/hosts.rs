@@ -1,0 +1,484 @@
+//! Workspaces on Hetzner Cloud hosts, against the API stand-in: the stand-in boots each
+//! server by running the real `sam-agent` from the user data sam gave it, on a loopback
+//! address of its own, and the agent registers with sam by redeeming its bootstrap token.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sam_protocol::frame::Frame;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::scene::{PULL, REPO, ReadyWorkspace, ready_workspace_prepared, workspace_of};
+use crate::support::hetzner::{HetznerStandIn, ServerView};
+use crate::support::http_client;
+
+const WAIT: Duration = Duration::from_secs(60);
+const BRANCH: &str = "feature/on-a-host";
+/// Where sam's user data writes the bootstrap token on a host.
+const TOKEN_PATH: &str = "/etc/sam-agent/bootstrap-token";
+
+/// sam with the hetzner provider against a fresh stand-in, and a workspace ready on it.
+async fn hosted(extra: &[(&str, &str)]) -> (HetznerStandIn, ReadyWorkspace) {
+    hosted_on(HetznerStandIn::start().await, extra).await
+}
+
+/// [`hosted`] on a stand-in prepared already.
+async fn hosted_on(
+    hetzner: HetznerStandIn,
+    extra: &[(&str, &str)],
+) -> (HetznerStandIn, ReadyWorkspace) {
+    let url = hetzner.url().to_owned();
+    let token = hetzner.token().to_owned();
+    let mut settings = vec![
+        ("SAM_PROVIDER", "hetzner"),
+        ("HETZNER_API_URL", url.as_str()),
+        ("HETZNER_API_TOKEN", token.as_str()),
+        ("HETZNER_AGENT_URL", "https://downloads.example/sam-agent"),
+        // Each agent picks a free port on its address and tells sam at registration.
+        ("HETZNER_AGENT_PORT", "0"),
+    ];
+    settings.extend_from_slice(extra);
+    let scene =
+        ready_workspace_prepared(BRANCH, &settings, |git| hetzner.agents_use_git(git)).await;
+    (hetzner, scene)
+}
+
+/// `body` on pull request `pull` (pushed first), and sam's status comment once it says
+/// ready or failed.
+async fn open_on(scene: &ReadyWorkspace, pull: u64, body: &str) -> String {
+    scene.add_pull_request(&format!("feature/pull-{pull}"), pull);
+    scene
+        .write_on_pull_request(pull, body, &format!("open-{pull}-{}", uuid::Uuid::new_v4()))
+        .await;
+    scene
+        .github
+        .wait_for_comment_where(REPO, pull, WAIT, |c| {
+            c.via_api && (c.body.contains("/w/") || c.body.contains(":x:"))
+        })
+        .await
+        .body
+}
+
+fn link_in(body: &str) -> String {
+    let start = body
+        .find("](")
+        .unwrap_or_else(|| panic!("no link in {body}"))
+        + 2;
+    let end = start + body[start..].find(')').unwrap();
+    body[start..end].to_owned()
+}
+
+fn bootstrap_token(server: &ServerView) -> String {
+    let document: Value =
+        serde_json::from_str(server.user_data.strip_prefix("#cloud-config\n").unwrap()).unwrap();
+    document["write_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == TOKEN_PATH)
+        .and_then(|f| f["content"].as_str())
+        .expect("the user data writes a bootstrap token")
+        .to_owned()
+}
+
+async fn register(scene: &ReadyWorkspace, token: &str) -> (u16, String) {
+    let response = http_client()
+        .post(format!("{}/api/agents/register", scene.sam.url))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "port": 4100 }))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// `(host id, state, address)` of the host a workspace sits on.
+async fn host_of(pool: &PgPool, workspace: &str) -> (uuid::Uuid, String, Option<String>) {
+    sqlx::query_as(
+        "SELECT h.id, h.state, h.address FROM hosts h JOIN workspaces w ON w.host_id = h.id
+         WHERE w.id = $1::uuid",
+    )
+    .bind(workspace)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Polls `check` until it holds, failing with `what` after [`WAIT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Types a command into a shell of the workspace behind `link`, through sam's relay, and
+/// waits for what it prints: its arithmetic, and `branch` checked out.
+async fn shell_answers(scene: &ReadyWorkspace, link: &str, branch: &str) {
+    let cookie = scene.session_cookie_of(link).await;
+    let request = scene.terminal_request_of(link, "t1", &cookie, &scene.sam.url);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the terminal socket opens through sam");
+    let hello = Frame::Hello {
+        offset: 0,
+        cols: 80,
+        rows: 24,
+    };
+    socket
+        .send(Message::Binary(hello.encode().into()))
+        .await
+        .unwrap();
+    let input = Frame::Input("echo host-says-$((6*7)); git rev-parse --abbrev-ref HEAD\n".into());
+    socket
+        .send(Message::Binary(input.encode().into()))
+        .await
+        .unwrap();
+    let mut output = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = String::from_utf8_lossy(&output).into_owned();
+        if text.contains("host-says-42") && text.lines().any(|l| l.trim() == branch) {
+            break;
+        }
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("the shell did not answer; it printed {text:?}"))
+            .expect("the socket stays open")
+            .unwrap();
+        if let Message::Binary(bytes) = message
+            && let Ok(Frame::Output { data, .. }) = Frame::decode(&bytes)
+        {
+            output.extend_from_slice(&data);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sam_open_creates_a_server_whose_agent_serves_the_shell() {
+    let (hetzner, scene) = hosted(&[("HETZNER_LOCATION", "nbg1")]).await;
+    let servers = hetzner.servers();
+    assert_eq!(servers.len(), 1, "{servers:#?}");
+    let server = &servers[0];
+    assert_eq!(server.server_type, "cx22");
+    assert_eq!(server.image, "ubuntu-24.04");
+    assert_eq!(server.location, "nbg1");
+    assert_eq!(
+        server.labels.get("managed-by").map(String::as_str),
+        Some("sam")
+    );
+    // Only the one-time token is in the user data: nothing of sam's lasting secrets.
+    for secret in [
+        hetzner.token(),
+        crate::server::WEBHOOK_SECRET,
+        "PRIVATE KEY",
+    ] {
+        assert!(
+            !server.user_data.contains(secret),
+            "the user data holds {secret:?}"
+        );
+    }
+
+    let workspace = workspace_of(&scene.link);
+    let pool = scene.database().await;
+    let (_, state, address) = host_of(&pool, &workspace).await;
+    assert_eq!(state, "ready");
+    assert_eq!(address.as_deref(), Some(server.ip.as_str()));
+    // The checkout is on the server, not beside sam.
+    assert!(server.root.join(&workspace).join("README.md").is_file());
+    assert!(!scene.sam.workspaces_dir().join(&workspace).exists());
+
+    shell_answers(&scene, &scene.link, BRANCH).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspaces_share_a_host_while_it_has_room_and_large_ones_get_a_large_server() {
+    let (hetzner, scene) = hosted(&[
+        ("HETZNER_WORKSPACES_SMALL", "2"),
+        ("HETZNER_SERVER_TYPE_LARGE", "cx52"),
+    ])
+    .await;
+    let pool = scene.database().await;
+    let first = workspace_of(&scene.link);
+
+    let second = open_on(&scene, 4, "/sam open").await;
+    let second = workspace_of(&link_in(&second));
+    assert_eq!(
+        hetzner.servers().len(),
+        1,
+        "the second workspace got a server of its own"
+    );
+    assert_eq!(
+        host_of(&pool, &first).await.0,
+        host_of(&pool, &second).await.0
+    );
+
+    // The host is full now.
+    let third = open_on(&scene, 5, "/sam open --size small").await;
+    let third = workspace_of(&link_in(&third));
+    assert_ne!(
+        host_of(&pool, &third).await.0,
+        host_of(&pool, &first).await.0
+    );
+    assert_eq!(hetzner.servers().len(), 2);
+
+    let large = open_on(&scene, 6, "/sam open --size large").await;
+    let large_link = link_in(&large);
+    let servers = hetzner.servers();
+    assert_eq!(servers.len(), 3, "{servers:#?}");
+    assert_eq!(servers[2].server_type, "cx52");
+    let size: Option<String> =
+        sqlx::query_scalar("SELECT size FROM workspaces WHERE id = $1::uuid")
+            .bind(workspace_of(&large_link))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(size.as_deref(), Some("large"));
+    shell_answers(&scene, &large_link, "feature/pull-6").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_token_works_once_and_not_after_it_expires() {
+    let (hetzner, scene) = hosted(&[("HETZNER_BOOTSTRAP_TTL", "5s")]).await;
+    // The first server's agent redeemed its token: a second use is refused.
+    let used = bootstrap_token(&hetzner.servers()[0]);
+    let (status, body) = register(&scene, &used).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("used already, or expired"), "{body}");
+    let (status, _) = register(&scene, "not-a-token").await;
+    assert_eq!(status, 401);
+
+    // A host that never boots never registers: its token expires, and the workspace fails.
+    hetzner.hold_boots(true);
+    scene.add_pull_request("feature/pull-4", 4);
+    scene
+        .write_on_pull_request(4, "/sam open --size medium", "open-held")
+        .await;
+    let mut held = None;
+    eventually("a medium server is created", || {
+        held = hetzner
+            .servers()
+            .into_iter()
+            .find(|s| s.server_type == "cx32");
+        let found = held.is_some();
+        async move { found }
+    })
+    .await;
+    let held = held.unwrap();
+    let failed = scene
+        .github
+        .wait_for_comment_where(REPO, 4, WAIT, |c| c.via_api && c.body.contains(":x:"))
+        .await
+        .body;
+    assert!(failed.contains("did not register"), "{failed}");
+    // The token was never used, so only its expiry refuses it now.
+    let (status, body) = register(&scene, &bootstrap_token(&held)).await;
+    assert_eq!(status, 401, "an expired token was accepted: {body}");
+    eventually("the given-up host's server is deleted", || {
+        let gone = !hetzner.servers().iter().any(|s| s.id == held.id);
+        async move { gone }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_host_is_deleted_after_the_grace_period() {
+    let (hetzner, scene) = hosted(&[("HETZNER_HOST_GRACE", "2s")]).await;
+    let pool = scene.database().await;
+    let (host, _, _) = host_of(&pool, &workspace_of(&scene.link)).await;
+    assert_eq!(hetzner.servers().len(), 1);
+
+    scene
+        .write_on_pull_request(PULL, "/sam delete", "delete-the-workspace")
+        .await;
+    eventually("the empty host and its server are deleted", || {
+        let empty = hetzner.servers().is_empty();
+        let pool = &pool;
+        async move {
+            let state: String = sqlx::query_scalar("SELECT state FROM hosts WHERE id = $1")
+                .bind(host)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            empty && state == "deleted"
+        }
+    })
+    .await;
+    let (state, waited): (String, f64) = sqlx::query_as(
+        "SELECT state, extract(epoch FROM updated_at - empty_since)::float8 FROM hosts WHERE id = $1",
+    )
+    .bind(host)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "deleted");
+    assert!(waited >= 2.0, "the host went {waited}s after it was empty");
+    let workspace_state: String =
+        sqlx::query_scalar("SELECT state FROM workspaces WHERE id = $1::uuid")
+            .bind(workspace_of(&scene.link))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(workspace_state, "deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labelled_server_sam_does_not_know_is_reported() {
+    let (hetzner, scene) = hosted(&[("HETZNER_HOST_GRACE", "2s")]).await;
+    let pool = scene.database().await;
+    let stray = hetzner.add_foreign_server(
+        "left-behind",
+        &[("managed-by", "sam"), ("sam-instance", "sam")],
+    );
+    let other_sam = hetzner.add_foreign_server(
+        "another-sams-host",
+        &[("managed-by", "sam"), ("sam-instance", "elsewhere")],
+    );
+    let unlabelled = hetzner.add_foreign_server("a-database", &[]);
+    let reported = || async {
+        sqlx::query_scalar::<_, i64>("SELECT server_id FROM unknown_servers ORDER BY server_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    eventually("the stray server is reported", || async {
+        reported().await.contains(&stray)
+    })
+    .await;
+    let reported = reported().await;
+    assert_eq!(reported, vec![stray], "only the stray server is unknown");
+    assert!(!reported.contains(&other_sam) && !reported.contains(&unlabelled));
+    // sam never deletes what it does not know.
+    assert_eq!(hetzner.servers().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_of_the_hetzner_api_fails_the_workspace_with_its_reason() {
+    let (hetzner, scene) = hosted(&[]).await;
+    hetzner.fail_next_create(422, "invalid_input", "invalid input in field 'server_type'");
+    let failed = open_on(&scene, 4, "/sam open --size large").await;
+    assert!(failed.contains(":x:"), "{failed}");
+    assert!(
+        failed.contains("Hetzner Cloud refused to create a host"),
+        "{failed}"
+    );
+    assert!(failed.contains("invalid_input"), "{failed}");
+    assert!(failed.contains("an operator must fix them"), "{failed}");
+
+    hetzner.fail_next_create(
+        429,
+        "rate_limit_exceeded",
+        "limit of 3600 requests per hour reached",
+    );
+    let failed = open_on(&scene, 5, "/sam open --size medium").await;
+    assert!(failed.contains(":x:"), "{failed}");
+    assert!(failed.contains("try again in a minute"), "{failed}");
+    assert_eq!(
+        hetzner.servers().len(),
+        1,
+        "a refused server was made anyway"
+    );
+
+    let pool = scene.database().await;
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM hosts ORDER BY created_at")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(states, ["ready", "failed", "failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_provider_says_that_it_has_no_sizes() {
+    let scene = crate::scene::ready_workspace(BRANCH).await;
+    assert!(!scene.ready.body.contains("--size"), "{}", scene.ready.body);
+    let ready = open_on(&scene, 4, "/sam open --size large").await;
+    assert!(ready.contains("/w/"), "{ready}");
+    assert!(
+        ready.contains("`--size large` changes nothing here"),
+        "{ready}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_client_reads_every_page_and_the_apis_refusals() {
+    use sam::workspaces::hetzner::api::{ApiError, CreateServer, HetznerApi};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let hetzner = HetznerStandIn::start().await;
+    let url = url::Url::parse(hetzner.url()).unwrap();
+    for n in 0..60 {
+        hetzner.add_foreign_server(&format!("mine-{n}"), &[("managed-by", "sam")]);
+    }
+    hetzner.add_foreign_server("not-mine", &[("managed-by", "someone")]);
+    let api = HetznerApi::new(&url, hetzner.token().to_owned().into());
+    let listed = api.list_servers("managed-by=sam").await.unwrap();
+    assert_eq!(
+        listed.len(),
+        60,
+        "every page is read, and only matching servers"
+    );
+    assert!(listed.iter().all(|s| s.name.starts_with("mine-")));
+
+    let request = CreateServer {
+        name: "sam-test",
+        server_type: "cx99",
+        image: "ubuntu-24.04",
+        location: "fsn1",
+        user_data: "",
+        labels: Default::default(),
+        start_after_create: true,
+        networks: Vec::new(),
+    };
+    let refused = api.create_server(&request).await.unwrap_err();
+    let refused = refused
+        .downcast_ref::<ApiError>()
+        .expect("the API's own error");
+    assert_eq!(
+        (refused.status, refused.code.as_str()),
+        (422, "invalid_input")
+    );
+    assert!(refused.explain().contains("an operator must fix them"));
+
+    let stranger = HetznerApi::new(&url, "wrong-token".to_owned().into());
+    let refused = stranger.list_servers("managed-by=sam").await.unwrap_err();
+    let refused = refused
+        .downcast_ref::<ApiError>()
+        .expect("the API's own error");
+    assert_eq!(refused.status, 401);
+    assert!(refused.explain().contains("HETZNER_API_TOKEN"));
+
+    let first = listed[0].id;
+    api.delete_server(first).await.unwrap();
+    api.delete_server(first)
+        .await
+        .expect("a server gone already counts as deleted");
+    assert_eq!(api.list_servers("managed-by=sam").await.unwrap().len(), 59);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_private_network_sam_reaches_agents_at_their_private_address() {
+    let hetzner = HetznerStandIn::start().await;
+    let network = hetzner.add_network().to_string();
+    let (hetzner, scene) = hosted_on(hetzner, &[("HETZNER_NETWORK", network.as_str())]).await;
+    let server = hetzner.servers().remove(0);
+    let (network_id, private) = server
+        .network
+        .clone()
+        .expect("the server is in the network");
+    assert_eq!(network_id.to_string(), network);
+    let pool = scene.database().await;
+    let (_, state, address) = host_of(&pool, &workspace_of(&scene.link)).await;
+    assert_eq!(state, "ready");
+    assert_eq!(address.as_deref(), Some(private.as_str()));
+    assert_ne!(address.as_deref(), Some(server.ip.as_str()));
+    shell_answers(&scene, &scene.link, BRANCH).await;
+}

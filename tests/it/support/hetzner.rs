@@ -1,0 +1,612 @@
+//! A stand-in for the Hetzner Cloud API's servers (`POST`, `GET` with a label selector
+//! and pages, `GET` one, `DELETE`), stateful and strict like the real one: the bearer token,
+//! the required fields and their values are checked, and errors come in the API's shape.
+//!
+//! A created server "boots" as cloud-init would: the stand-in reads the user data it was
+//! given, finds the systemd unit's `ExecStart` and the bootstrap token file it names, and
+//! runs the real `sam-agent` from `target/debug` with those arguments, listening on the
+//! loopback address (`127.0.0.N`) that is the server's public IP here.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+const SERVER_TYPES: &[&str] = &["cx22", "cx32", "cx42", "cx52", "cpx11", "cpx21", "cpx31"];
+const IMAGES: &[&str] = &["ubuntu-24.04", "ubuntu-22.04", "debian-12"];
+const LOCATIONS: &[&str] = &["fsn1", "nbg1", "hel1", "ash", "hil", "sin"];
+/// The API's limit on user data.
+const USER_DATA_MAX: usize = 32 * 1024;
+
+/// Loopback addresses handed out as public IPs, unique within the test binary.
+static NEXT_ADDRESS: AtomicU32 = AtomicU32::new(2);
+
+/// One server as the stand-in holds it.
+#[derive(Clone, Debug)]
+pub struct ServerView {
+    pub id: i64,
+    pub name: String,
+    pub server_type: String,
+    pub image: String,
+    pub location: String,
+    pub labels: BTreeMap<String, String>,
+    pub user_data: String,
+    pub ip: String,
+    /// The private network the server is attached to, and its address there.
+    pub network: Option<(i64, String)>,
+    /// The agent's root directory, where checkouts land.
+    pub root: PathBuf,
+}
+
+struct Server {
+    view: ServerView,
+    /// The agent "booted" on it; dropping it kills the agent, as deleting a server would.
+    agent: Option<tokio::process::Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+struct Model {
+    servers: BTreeMap<i64, Server>,
+    next_id: i64,
+    hold_boots: bool,
+    failures: VecDeque<(u16, String, String)>,
+    networks: Vec<i64>,
+}
+
+struct Shared {
+    token: String,
+    agent_env: Mutex<Vec<(String, String)>>,
+    model: Mutex<Model>,
+}
+
+/// The running stand-in; dropping it stops the server and every agent it started.
+pub struct HetznerStandIn {
+    shared: Arc<Shared>,
+    url: String,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl HetznerStandIn {
+    /// Starts the API on a free port.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared {
+            token: format!("hcloud-{}", uuid::Uuid::new_v4().simple()),
+            agent_env: Mutex::default(),
+            model: Mutex::new(Model {
+                servers: BTreeMap::new(),
+                next_id: 40_000_000,
+                hold_boots: false,
+                failures: VecDeque::new(),
+                networks: Vec::new(),
+            }),
+        });
+        let router = Router::new()
+            .route("/v1/servers", post(create).get(list))
+            .route("/v1/servers/{id}", get(show).delete(remove))
+            .with_state(shared.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            shared,
+            url,
+            _shutdown: shutdown,
+        }
+    }
+
+    /// Agents booted from now on clone from `git`'s repositories, as agents sam starts do.
+    pub fn agents_use_git(&self, git: &crate::support::git::GitServer) {
+        *self.shared.agent_env.lock().unwrap() = vec![
+            (
+                "GIT_CONFIG_GLOBAL".to_owned(),
+                git.gitconfig_path().display().to_string(),
+            ),
+            ("GIT_CONFIG_NOSYSTEM".to_owned(), "1".to_owned()),
+        ];
+    }
+
+    /// The API's base URL, for `HETZNER_API_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The project's API token, for `HETZNER_API_TOKEN`.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// Every server, oldest first.
+    pub fn servers(&self) -> Vec<ServerView> {
+        let model = self.shared.model.lock().unwrap();
+        model.servers.values().map(|s| s.view.clone()).collect()
+    }
+
+    /// Whether servers created from now on stay down (their agent never starts).
+    pub fn hold_boots(&self, hold: bool) {
+        self.shared.model.lock().unwrap().hold_boots = hold;
+    }
+
+    /// Answers the next `POST /servers` with this error instead of a server.
+    pub fn fail_next_create(&self, status: u16, code: &str, message: &str) {
+        self.shared.model.lock().unwrap().failures.push_back((
+            status,
+            code.to_owned(),
+            message.to_owned(),
+        ));
+    }
+
+    /// A private network servers may be attached to; its id.
+    pub fn add_network(&self) -> i64 {
+        let mut model = self.shared.model.lock().unwrap();
+        let id = 7_000 + model.networks.len() as i64;
+        model.networks.push(id);
+        id
+    }
+
+    /// A server created by someone else than sam, with these labels; it never boots.
+    pub fn add_foreign_server(&self, name: &str, labels: &[(&str, &str)]) -> i64 {
+        let mut model = self.shared.model.lock().unwrap();
+        model.next_id += 1;
+        let id = model.next_id;
+        let view = ServerView {
+            id,
+            name: name.to_owned(),
+            server_type: "cx22".into(),
+            image: "debian-12".into(),
+            location: "nbg1".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            user_data: String::new(),
+            ip: next_ip(),
+            network: None,
+            root: PathBuf::new(),
+        };
+        model.servers.insert(
+            id,
+            Server {
+                view,
+                agent: None,
+                _dir: None,
+            },
+        );
+        id
+    }
+}
+
+fn next_ip() -> String {
+    let n = NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed);
+    format!("127.0.{}.{}", (n / 250) % 250, n % 250 + 2)
+}
+
+fn error(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
+    let body = json!({ "error": { "code": code, "message": message, "details": details } });
+    (status, Json(body)).into_response()
+}
+
+fn invalid(field: &str, message: &str) -> Response {
+    error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        &format!("invalid input in field '{field}'"),
+        json!({ "fields": [{ "name": field, "messages": [message] }] }),
+    )
+}
+
+/// Whether the request carries the project's token.
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    let expected = format!("Bearer {}", shared.token);
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|value| value == expected)
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "unable to authenticate",
+        json!({}),
+    )
+}
+
+/// A server as the API shows it; `attached` is false in the answer to its creation, where
+/// the network attachment has not run yet.
+fn server_json(view: &ServerView, attached: bool) -> Value {
+    let private_net: Vec<Value> = view
+        .network
+        .iter()
+        .filter(|_| attached)
+        .map(|(network, ip)| {
+            json!({ "network": network, "ip": ip, "alias_ips": [], "mac_address": "86:00:00:00:00:01" })
+        })
+        .collect();
+    json!({
+        "id": view.id,
+        "name": view.name,
+        "status": "running",
+        "created": "2026-01-01T00:00:00+00:00",
+        "labels": view.labels,
+        "server_type": { "name": view.server_type },
+        "image": { "name": view.image },
+        "datacenter": { "location": { "name": view.location } },
+        "public_net": {
+            "ipv4": { "ip": view.ip, "blocked": false, "dns_ptr": "static.example" },
+            "ipv6": { "ip": "2001:db8::/64", "blocked": false },
+            "floating_ips": [],
+        },
+        "private_net": private_net,
+    })
+}
+
+fn action(command: &str, server: i64) -> Value {
+    json!({
+        "id": server * 10 + 1,
+        "command": command,
+        "status": "running",
+        "progress": 0,
+        "resources": [{ "id": server, "type": "server" }],
+        "error": null,
+    })
+}
+
+async fn create(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    if let Some((status, code, message)) = shared.model.lock().unwrap().failures.pop_front() {
+        return error(
+            StatusCode::from_u16(status).unwrap(),
+            &code,
+            &message,
+            json!({}),
+        );
+    }
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "json_error",
+            "request body is not a JSON object",
+            json!({}),
+        );
+    };
+    let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_owned);
+    let Some(name) = text("name") else {
+        return invalid("name", "is required");
+    };
+    let hostname = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !hostname {
+        return invalid("name", "must be a valid hostname");
+    }
+    let Some(server_type) = text("server_type").filter(|t| SERVER_TYPES.contains(&t.as_str()))
+    else {
+        return invalid("server_type", "server type not found");
+    };
+    let Some(image) = text("image").filter(|i| IMAGES.contains(&i.as_str())) else {
+        return invalid("image", "image not found");
+    };
+    if body.contains_key("location") && body.contains_key("datacenter") {
+        return invalid("location", "location and datacenter are mutually exclusive");
+    }
+    let Some(location) = text("location").filter(|l| LOCATIONS.contains(&l.as_str())) else {
+        return invalid("location", "location not found");
+    };
+    let user_data = match body.get("user_data") {
+        None => String::new(),
+        Some(Value::String(data)) if data.len() <= USER_DATA_MAX => data.clone(),
+        Some(_) => return invalid("user_data", "must be a string of at most 32 KiB"),
+    };
+    let mut labels = BTreeMap::new();
+    match body.get("labels") {
+        None => {}
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                let Some(value) = value.as_str() else {
+                    return invalid("labels", "label values must be strings");
+                };
+                labels.insert(key.clone(), value.to_owned());
+            }
+        }
+        Some(_) => return invalid("labels", "must be an object"),
+    }
+    let networks: Vec<i64> = match body.get("networks") {
+        None => Vec::new(),
+        Some(Value::Array(ids)) => match ids.iter().map(Value::as_i64).collect() {
+            Some(ids) => ids,
+            None => return invalid("networks", "must be network ids"),
+        },
+        Some(_) => return invalid("networks", "must be a list"),
+    };
+    let mut model = shared.model.lock().unwrap();
+    if let Some(unknown) = networks.iter().find(|n| !model.networks.contains(n)) {
+        return invalid("networks", &format!("network {unknown} not found"));
+    }
+    if model.servers.values().any(|s| s.view.name == name) {
+        return error(
+            StatusCode::CONFLICT,
+            "uniqueness_error",
+            "server name is already used",
+            json!({ "fields": [{ "name": "name" }] }),
+        );
+    }
+    model.next_id += 1;
+    let id = model.next_id;
+    let dir = tempfile::tempdir().unwrap();
+    let view = ServerView {
+        id,
+        name,
+        server_type,
+        image,
+        location,
+        labels,
+        user_data,
+        // In a network, only the private address reaches the agent here: the public one
+        // is a documentation address that leads nowhere.
+        ip: match networks.first() {
+            Some(_) => format!("203.0.113.{}", id % 250 + 1),
+            None => next_ip(),
+        },
+        network: networks.first().map(|n| (*n, next_ip())),
+        root: dir.path().join("workspaces"),
+    };
+    let hold = model.hold_boots;
+    let agent = if hold {
+        None
+    } else {
+        match boot(&shared, &view, dir.path()) {
+            Ok(child) => Some(child),
+            Err(why) => panic!("server {id} could not boot from its user data: {why}"),
+        }
+    };
+    let json = server_json(&view, false);
+    model.servers.insert(
+        id,
+        Server {
+            view,
+            agent,
+            _dir: Some(dir),
+        },
+    );
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "server": json,
+            "action": action("create_server", id),
+            "next_actions": [action("start_server", id)],
+            "root_password": null,
+        })),
+    )
+        .into_response()
+}
+
+/// What cloud-init would do with sam's user data: write the files, then start the unit.
+fn boot(
+    shared: &Shared,
+    view: &ServerView,
+    dir: &std::path::Path,
+) -> Result<tokio::process::Child, String> {
+    let document = view
+        .user_data
+        .strip_prefix("#cloud-config\n")
+        .ok_or("the user data is not a #cloud-config document")?;
+    let document: Value =
+        serde_json::from_str(document).map_err(|e| format!("unreadable cloud-config: {e}"))?;
+    let files = document["write_files"].as_array().ok_or("no write_files")?;
+    let file = |path: &str| {
+        files
+            .iter()
+            .find(|f| f["path"] == path)
+            .and_then(|f| f["content"].as_str())
+    };
+    let unit = files
+        .iter()
+        .filter_map(|f| Some((f["path"].as_str()?, f["content"].as_str()?)))
+        .find(|(path, _)| path.starts_with("/etc/systemd/system/"))
+        .map(|(_, content)| content)
+        .ok_or("no systemd unit in write_files")?;
+    let enabled = document["runcmd"].as_array().is_some_and(|cmds| {
+        cmds.iter().any(|c| {
+            c[0] == "systemctl" && c.as_array().is_some_and(|a| a.contains(&json!("--now")))
+        })
+    });
+    if !enabled {
+        return Err("runcmd never starts the unit".into());
+    }
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .ok_or("the unit has no ExecStart")?;
+    let words = shlex::split(exec).ok_or("ExecStart is not well quoted")?;
+    let (program, args) = words.split_first().ok_or("ExecStart is empty")?;
+    if !program.ends_with("/sam-agent") {
+        return Err(format!("ExecStart runs {program}, not sam-agent"));
+    }
+    let root = dir.join("workspaces");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut command = tokio::process::Command::new(agent_binary());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().cloned().ok_or(format!("{arg} has no value"));
+        match arg.as_str() {
+            "--listen" => {
+                let listen = value()?;
+                let port = listen.rsplit_once(':').ok_or("--listen has no port")?.1;
+                let host = view.network.as_ref().map_or(&view.ip, |(_, ip)| ip);
+                command.arg(arg).arg(format!("{host}:{port}"));
+            }
+            "--root" => {
+                value()?;
+                command.arg(arg).arg(&root);
+            }
+            // Tests do not run as root, so there is no account to switch to.
+            "--shell-user" => {
+                value()?;
+            }
+            "--bootstrap-token-file" => {
+                let path = value()?;
+                let token = file(&path).ok_or(format!("no file {path} in write_files"))?;
+                let local = dir.join("bootstrap-token");
+                std::fs::write(&local, token).unwrap();
+                command.arg(arg).arg(&local);
+            }
+            _ => {
+                command.arg(arg);
+            }
+        }
+    }
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .envs(shared.agent_env.lock().unwrap().clone())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start sam-agent: {e}"))
+}
+
+fn agent_binary() -> PathBuf {
+    std::path::Path::new(env!("CARGO_BIN_EXE_sam")).with_file_name("sam-agent")
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    label_selector: Option<String>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let mut wanted = Vec::new();
+    for term in query
+        .label_selector
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
+        // The stand-in knows equality terms only, which is all sam sends.
+        let Some((key, value)) = term.split_once('=') else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                "unsupported label selector",
+                json!({}),
+            );
+        };
+        wanted.push((key.to_owned(), value.to_owned()));
+    }
+    let per_page = query.per_page.unwrap_or(25);
+    if per_page == 0 || per_page > 50 {
+        return invalid("per_page", "must be between 1 and 50");
+    }
+    let page = query.page.unwrap_or(1).max(1);
+    let model = shared.model.lock().unwrap();
+    let matching: Vec<Value> = model
+        .servers
+        .values()
+        .filter(|s| wanted.iter().all(|(k, v)| s.view.labels.get(k) == Some(v)))
+        .map(|s| server_json(&s.view, true))
+        .collect();
+    let total = matching.len();
+    let last_page = total.div_ceil(per_page).max(1);
+    let servers: Vec<Value> = matching
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    Json(json!({
+        "servers": servers,
+        "meta": { "pagination": {
+            "page": page,
+            "per_page": per_page,
+            "previous_page": if page > 1 { json!(page - 1) } else { Value::Null },
+            "next_page": if page < last_page { json!(page + 1) } else { Value::Null },
+            "last_page": last_page,
+            "total_entries": total,
+        }},
+    }))
+    .into_response()
+}
+
+async fn show(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let model = shared.model.lock().unwrap();
+    match model.servers.get(&id) {
+        Some(server) => Json(json!({ "server": server_json(&server.view, true) })).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "server not found",
+            json!({}),
+        ),
+    }
+}
+
+async fn remove(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let removed = shared.model.lock().unwrap().servers.remove(&id);
+    match removed {
+        // Dropping the server kills its agent, as powering it off would.
+        Some(_) => Json(json!({ "action": action("delete_server", id) })).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "server not found",
+            json!({}),
+        ),
+    }
+}
