@@ -70,6 +70,22 @@ pub async fn claim(db: &PgPool) -> sqlx::Result<Option<DeliveryModel>> {
     .await
 }
 
+/// Hands the deliveries a previous run of sam was working on back to the queue, at once
+/// rather than when their lease runs out; returns how many.
+///
+/// Like the workspaces' reconciliation at start, this assumes one sam process per
+/// database: another one's deliveries in hand would be taken from it. Taking one twice
+/// posts nothing twice (the replies' ledger), but it would do the work twice.
+pub async fn release_abandoned(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries SET state = 'pending', locked_until = NULL, available_at = now()
+         WHERE state = 'working'",
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
 /// Marks a delivery handled.
 pub async fn finish(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<()> {
     sqlx::query(

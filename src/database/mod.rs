@@ -1,6 +1,7 @@
 //! PostgreSQL: the pool, migrations, and one module of SQL per concern.
 
 pub mod deliveries;
+pub mod replies;
 pub mod workspaces;
 
 use std::time::Duration;

@@ -9,6 +9,7 @@ mod lifecycle;
 mod links;
 mod main_path;
 mod opening;
+mod replies;
 mod restart;
 mod scene;
 mod server;
