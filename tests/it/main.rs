@@ -5,6 +5,7 @@
 mod browser;
 mod checks;
 mod commands;
+mod crashes;
 mod lifecycle;
 mod links;
 mod main_path;
