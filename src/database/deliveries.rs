@@ -24,20 +24,26 @@ pub enum Stored {
     Duplicate,
 }
 
-/// Stores a delivery unless one with the same `X-GitHub-Delivery` is already stored.
+/// Stores a delivery unless one with the same `X-GitHub-Delivery` is already stored. One
+/// of an event sam does not act on (`to_do` false) is stored finished: kept, so that its
+/// redelivery is known, but never claimed.
 pub async fn store(
     db: impl PgExecutor<'_>,
     github_delivery: &str,
     event: &str,
     body: &[u8],
+    to_do: bool,
 ) -> sqlx::Result<Stored> {
     let inserted = sqlx::query(
-        "INSERT INTO deliveries (github_delivery, event, body) VALUES ($1, $2, $3)
+        "INSERT INTO deliveries (github_delivery, event, body, state, finished_at)
+         VALUES ($1, $2, $3, CASE WHEN $4 THEN 'pending' ELSE 'done' END,
+                 CASE WHEN $4 THEN NULL ELSE now() END)
          ON CONFLICT (github_delivery) DO NOTHING",
     )
     .bind(github_delivery)
     .bind(event)
     .bind(body)
+    .bind(to_do)
     .execute(db)
     .await?
     .rows_affected();

@@ -32,6 +32,21 @@ pub enum HandleError {
     Transient(#[from] anyhow::Error),
 }
 
+/// The events [`handle`] acts on; deliveries of any other are stored already finished, so
+/// that the workers never spend a claim on them.
+const ACTED_ON: [&str; 5] = [
+    "issue_comment",
+    "pull_request",
+    "check_run",
+    "installation",
+    "installation_repositories",
+];
+
+/// Whether sam acts on deliveries of `event` (the `X-GitHub-Event` header).
+pub fn acts_on(event: &str) -> bool {
+    ACTED_ON.contains(&event)
+}
+
 /// Routes a delivery by its event name; events sam does not act on are done at once.
 pub async fn handle(app: &App, delivery: &DeliveryModel) -> Result<(), HandleError> {
     // Counts this try's posts from the first, so that they meet an earlier try's records.

@@ -62,9 +62,12 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         );
     }
 
-    match deliveries::store(&state.db, delivery, event, &payload).await {
+    let to_do = crate::events::acts_on(event);
+    match deliveries::store(&state.db, delivery, event, &payload, to_do).await {
         Ok(Stored::New) => {
-            state.deliveries_waiting.notify_one();
+            if to_do {
+                state.deliveries_waiting.notify_one();
+            }
             tracing::info!(delivery, event, "delivery stored");
             answer(StatusCode::ACCEPTED, "stored")
         }

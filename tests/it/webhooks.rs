@@ -316,6 +316,18 @@ async fn odd_but_signed_deliveries_are_kept_and_get_the_answer_they_call_for() {
     for id in look_alikes {
         assert!(stage.github.reactions(id).is_empty(), "comment {id}");
     }
+    // Events sam never acts on are kept (a redelivery is known) but no worker claims them.
+    let claimed: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT event, attempts FROM deliveries WHERE event <> 'issue_comment' ORDER BY id",
+    )
+    .fetch_all(&stage.pool)
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 5, "{claimed:?}");
+    assert!(
+        claimed.iter().all(|(_, attempts)| *attempts == 0),
+        "{claimed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
