@@ -294,12 +294,15 @@ impl RepoClient {
             id: u64,
         }
         let route = format!("{}/issues/{issue}/comments", self.path);
-        let post = |marker: String| {
-            let text = if marker.is_empty() {
+        let text = |marker: &str| {
+            if marker.is_empty() {
                 body.to_owned()
             } else {
                 format!("{body}\n\n{marker}")
-            };
+            }
+        };
+        let post = |marker: String| {
+            let text = text(&marker);
             let route = &route;
             async move {
                 let created: Created = self
@@ -311,8 +314,21 @@ impl RepoClient {
         };
         match &self.ledger {
             Some(ledger) => {
-                let find = |marker: String| self.find_comment(issue, marker);
-                once::post(ledger, Kind::Comment, &route, post, find).await
+                let calls = once::Calls {
+                    post,
+                    find: |marker: String| self.find_comment(issue, marker),
+                    edit: |id: u64, marker: String| {
+                        let route = format!("{}/issues/comments/{id}", self.path);
+                        let body = json!({ "body": text(&marker) });
+                        async move {
+                            self.crab
+                                .patch::<serde_json::Value, _, _>(route, Some(&body))
+                                .await
+                                .map(drop)
+                        }
+                    },
+                };
+                once::post(ledger, Kind::Comment, &route, calls).await
             }
             None => retry::run(&route, retry::refused_only, || post(String::new()))
                 .await
@@ -370,12 +386,16 @@ impl RepoClient {
             id: u64,
         }
         let route = format!("{}/check-runs", self.path);
-        let post = |marker: String| {
+        let marked = |marker: &str| {
             let mut body = run.clone();
             body["head_sha"] = json!(head_sha);
             if !marker.is_empty() {
                 body["output"]["text"] = json!(marker);
             }
+            body
+        };
+        let post = |marker: String| {
+            let body = marked(&marker);
             let route = &route;
             async move {
                 let created: Created = self.crab.post(route, Some(&body)).await?;
@@ -386,8 +406,21 @@ impl RepoClient {
             Some(ledger) => {
                 let name = run["name"].as_str().unwrap_or_default();
                 let target = format!("{}/commits/{head_sha}", self.path);
-                let find = |marker: String| self.find_check_run(head_sha, name, marker);
-                once::post(ledger, Kind::CheckRun, &target, post, find).await
+                let calls = once::Calls {
+                    post,
+                    find: |marker: String| self.find_check_run(head_sha, name, marker),
+                    edit: |id: u64, marker: String| {
+                        let route = format!("{}/check-runs/{id}", self.path);
+                        let body = marked(&marker);
+                        async move {
+                            self.crab
+                                .patch::<serde_json::Value, _, _>(route, Some(&body))
+                                .await
+                                .map(drop)
+                        }
+                    },
+                };
+                once::post(ledger, Kind::CheckRun, &target, calls).await
             }
             None => retry::run(&route, retry::refused_only, || post(String::new()))
                 .await

@@ -7,6 +7,11 @@
 //! Where the outcome of a post was never learned (a 5xx, a timeout, a crash between the
 //! post and the mark), the post carried a hidden marker, and GitHub is searched for it
 //! before posting again.
+//!
+//! A reply found posted by an earlier try is edited to what this try would have posted:
+//! the earlier try may have died before it brought the reply up to date (a status comment
+//! left at "preparing" while its workspace became ready), and what people read should say
+//! where things stand now.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -60,35 +65,54 @@ pub fn marker(github_delivery: &str, seq: i32) -> String {
     format!("<!-- sam:reply {github_delivery}/{seq} -->")
 }
 
-/// Posts a reply once. `post` posts it with the marker it is given and returns GitHub's
-/// id; `find` looks on GitHub for a reply carrying the marker.
-pub async fn post<P, PF, F, FF>(
+/// The calls that post a reply, look for it, and edit it, each given the reply's marker.
+pub struct Calls<P, F, E> {
+    /// Posts the reply and returns GitHub's id.
+    pub post: P,
+    /// Looks on GitHub for a reply carrying the marker.
+    pub find: F,
+    /// Replaces the reply with this id by this try's text.
+    pub edit: E,
+}
+
+/// Posts a reply once, or edits the one an earlier try posted; returns GitHub's id.
+pub async fn post<P, PF, F, FF, E, EF>(
     ledger: &Ledger,
     kind: Kind,
     target: &str,
-    post: P,
-    find: F,
+    calls: Calls<P, F, E>,
 ) -> anyhow::Result<u64>
 where
     P: Fn(String) -> PF,
     PF: Future<Output = Result<u64, octocrab::Error>>,
     F: Fn(String) -> FF,
     FF: Future<Output = Result<Option<u64>, octocrab::Error>>,
+    E: Fn(u64, String) -> EF,
+    EF: Future<Output = Result<(), octocrab::Error>>,
 {
+    let Calls { post, find, edit } = calls;
     let seq = ledger.next.fetch_add(1, Ordering::SeqCst);
     let intent = replies::intend(&ledger.db, ledger.delivery_id, seq, kind.as_str(), target)
         .await
         .context("recording a reply before posting it")?;
+    let marker = marker(&ledger.github_delivery, seq);
     if let Some(id) = intent.github_id {
+        let kind = kind.as_str();
         tracing::info!(
             seq,
             github_id = id,
-            kind = kind.as_str(),
-            "reply already posted"
+            kind,
+            "reply already posted; editing it"
         );
-        return Ok(id as u64);
+        let id = id as u64;
+        retry::run("editing a reply", retry::idempotent, || {
+            edit(id, marker.clone())
+        })
+        .await
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("editing a {kind} posted earlier"))?;
+        return Ok(id);
     }
-    let marker = marker(&ledger.github_delivery, seq);
     // An intent an earlier try recorded may have been posted without its id coming back.
     let unsure = AtomicBool::new(!intent.fresh);
     let attempt = || async {
@@ -100,6 +124,7 @@ where
                 github_id = id,
                 "found a reply whose posting was not confirmed"
             );
+            edit(id, marker.clone()).await?;
             return Ok(id);
         }
         let posted = post(marker.clone()).await;

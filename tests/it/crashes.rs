@@ -120,9 +120,23 @@ async fn sam_killed_at_random_moments_handles_every_accepted_delivery_exactly_on
             let settled = stage
                 .github
                 .wait_for_comment_where(stage.repo, issue, WAIT, |c| {
-                    c.via_api && c.body.starts_with(":white_check_mark:")
+                    c.via_api
+                        && (c.body.starts_with(":white_check_mark:") || c.body.starts_with(":x:"))
                 })
                 .await;
+            let rows: Vec<(String, Option<String>, i32)> = sqlx::query_as(
+                "SELECT w.state, w.error, coalesce((SELECT max(d.attempts) FROM deliveries d), 0)
+                 FROM workspaces w WHERE issue_number = $1 ORDER BY created_at",
+            )
+            .bind(issue as i64)
+            .fetch_all(&stage.pool)
+            .await
+            .unwrap();
+            assert!(
+                settled.body.starts_with(":white_check_mark:"),
+                "issue {issue}, seed {seed}: {}\nworkspaces: {rows:?}",
+                settled.body
+            );
             assert_eq!(settled.id, replies[0].id, "issue {issue}, seed {seed}");
         } else {
             assert!(
