@@ -70,6 +70,11 @@ impl App {
             setup::announce(&app)?;
         }
         app.reconcile().await;
+        match database::deliveries::release_abandoned(&app.db).await {
+            Ok(0) => {}
+            Ok(released) => tracing::warn!(released, "took back deliveries a previous run left"),
+            Err(error) => tracing::warn!(%error, "cannot take back deliveries a previous run left"),
+        }
         if let Some(timeout) = app.config.idle_timeout {
             tokio::spawn(app.clone().stop_idle_workspaces(timeout));
         }

@@ -504,3 +504,66 @@ proptest! {
         prop_assert_eq!(parse_commands(&body), vec![Ok(open(Some(&branch), None))]);
     }
 }
+
+/// A line that is a command: a verb sam knows, or one it does not, with words after it.
+fn command_line() -> impl Strategy<Value = String> {
+    let verb = prop::sample::select(vec![
+        "open", "help", "stop", "restart", "delete", "status", "OPEN", "launch", "",
+    ]);
+    let word = "[a-zA-Z0-9/_.=-]{1,12}";
+    (verb, prop::collection::vec(word, 0..3))
+        .prop_map(|(verb, words)| format!("/sam {verb} {}", words.join(" ")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn a_command_inside_a_fenced_block_is_never_a_command(
+        before in markdownish(),
+        line in command_line(),
+        fence in prop::sample::select(vec!["```", "~~~", "````", "```text"]),
+    ) {
+        // The fence opens on a line of its own, after a blank line, so nothing before it
+        // (an open quote or HTML block) swallows it.
+        prop_assume!(!before.contains("```") && !before.contains("~~~"));
+        let body = format!("{before}\n\n{fence}\n{line}\n{}\n", &fence[..fence.find('t').unwrap_or(fence.len())]);
+        let found = parse_commands(&body);
+        let outside = parse_commands(&before);
+        prop_assert_eq!(found, outside, "{:?}", body);
+    }
+
+    #[test]
+    fn a_quoted_command_is_never_a_command(line in command_line(), depth in 1usize..4) {
+        let body = format!("{} {line}", ">".repeat(depth));
+        prop_assert!(parse_commands(&body).is_empty(), "{:?}", body);
+    }
+
+    #[test]
+    fn a_command_in_inline_code_is_never_a_command(line in command_line(), ticks in 1usize..4) {
+        let fence = "`".repeat(ticks);
+        let body = format!("{fence}{line}{fence}");
+        prop_assert!(parse_commands(&body).is_empty(), "{:?}", body);
+    }
+
+    #[test]
+    fn surrounding_whitespace_does_not_change_what_is_read(
+        line in command_line(),
+        before in prop::sample::select(vec!["", "\n", "\n\n", "\r\n", " \n\t\n"]),
+        indent in prop::sample::select(vec!["", " ", "  ", "   "]),
+        after in prop::sample::select(vec!["", " ", "\t", "\n", "\r\n", "  \n\n"]),
+    ) {
+        // Up to three spaces of indent keep a line out of an indented code block (a tab
+        // counts as four, and makes one).
+        let plain = parse_commands(&line);
+        let padded = parse_commands(&format!("{before}{indent}{line}{after}"));
+        prop_assert_eq!(plain.len(), 1);
+        prop_assert_eq!(padded, plain);
+    }
+
+    #[test]
+    fn each_command_line_gives_exactly_one_entry(lines in prop::collection::vec(command_line(), 1..6)) {
+        let body = lines.join("\n");
+        prop_assert_eq!(parse_commands(&body).len(), lines.len(), "{:?}", body);
+    }
+}

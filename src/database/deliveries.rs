@@ -24,20 +24,26 @@ pub enum Stored {
     Duplicate,
 }
 
-/// Stores a delivery unless one with the same `X-GitHub-Delivery` is already stored.
+/// Stores a delivery unless one with the same `X-GitHub-Delivery` is already stored. One
+/// of an event sam does not act on (`to_do` false) is stored finished: kept, so that its
+/// redelivery is known, but never claimed.
 pub async fn store(
     db: impl PgExecutor<'_>,
     github_delivery: &str,
     event: &str,
     body: &[u8],
+    to_do: bool,
 ) -> sqlx::Result<Stored> {
     let inserted = sqlx::query(
-        "INSERT INTO deliveries (github_delivery, event, body) VALUES ($1, $2, $3)
+        "INSERT INTO deliveries (github_delivery, event, body, state, finished_at)
+         VALUES ($1, $2, $3, CASE WHEN $4 THEN 'pending' ELSE 'done' END,
+                 CASE WHEN $4 THEN NULL ELSE now() END)
          ON CONFLICT (github_delivery) DO NOTHING",
     )
     .bind(github_delivery)
     .bind(event)
     .bind(body)
+    .bind(to_do)
     .execute(db)
     .await?
     .rows_affected();
@@ -68,6 +74,22 @@ pub async fn claim(db: &PgPool) -> sqlx::Result<Option<DeliveryModel>> {
     .bind(LEASE_SECONDS)
     .fetch_optional(db)
     .await
+}
+
+/// Hands the deliveries a previous run of sam was working on back to the queue, at once
+/// rather than when their lease runs out; returns how many.
+///
+/// Like the workspaces' reconciliation at start, this assumes one sam process per
+/// database: another one's deliveries in hand would be taken from it. Taking one twice
+/// posts nothing twice (the replies' ledger), but it would do the work twice.
+pub async fn release_abandoned(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries SET state = 'pending', locked_until = NULL, available_at = now()
+         WHERE state = 'working'",
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
 }
 
 /// Marks a delivery handled.

@@ -2,6 +2,7 @@
 
 pub mod deliveries;
 pub mod hosts;
+pub mod replies;
 pub mod workspaces;
 
 use std::time::Duration;

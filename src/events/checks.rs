@@ -2,6 +2,8 @@
 //! whose "Open workspace" button opens a workspace for whoever clicks it, with the same
 //! authorization as `/sam open`.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::open::{Asked, open};
@@ -9,6 +11,7 @@ use super::repo;
 use crate::app::App;
 use crate::github::answer_status;
 use crate::github::events::{CheckRunEvent, PullRequestEvent};
+use crate::github::once::Ledger;
 use crate::replies;
 
 /// The check run's name, as pull requests show it.
@@ -17,11 +20,15 @@ const NAME: &str = "sam workspace";
 const OPEN: &str = "open";
 
 /// `pull_request` `opened`, `reopened` or `synchronize`: offers the button on the new head.
-pub async fn pull_request(app: &App, event: PullRequestEvent) -> anyhow::Result<()> {
+pub async fn pull_request(
+    app: &App,
+    ledger: &Arc<Ledger>,
+    event: PullRequestEvent,
+) -> anyhow::Result<()> {
     if !matches!(event.action.as_str(), "opened" | "reopened" | "synchronize") {
         return Ok(());
     }
-    let repo = repo(app, event.installation.as_ref(), &event.repository)
+    let repo = repo(app, ledger, event.installation.as_ref(), &event.repository)
         .await?
         .1;
     match repo
@@ -50,7 +57,11 @@ pub async fn pull_request(app: &App, event: PullRequestEvent) -> anyhow::Result<
 }
 
 /// `check_run`: the button clicked on one of sam's runs, or the run asked for again.
-pub async fn check_run(app: &App, event: CheckRunEvent) -> anyhow::Result<()> {
+pub async fn check_run(
+    app: &App,
+    ledger: &Arc<Ledger>,
+    event: CheckRunEvent,
+) -> anyhow::Result<()> {
     let run = &event.check_run;
     // GitHub tells sam about other Apps' runs too; only its own have its button.
     if run.name != NAME || run.app.as_ref().map(|a| a.id) != app.registered().map(|a| a.id) {
@@ -66,7 +77,8 @@ pub async fn check_run(app: &App, event: CheckRunEvent) -> anyhow::Result<()> {
         tracing::warn!(check_run = run.id, "sam's check run names no pull request");
         return Ok(());
     };
-    let (installation, repo) = repo(app, event.installation.as_ref(), &event.repository).await?;
+    let (installation, repo) =
+        repo(app, ledger, event.installation.as_ref(), &event.repository).await?;
 
     match (event.action.as_str(), &event.requested_action) {
         ("rerequested", _) => {

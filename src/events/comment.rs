@@ -1,5 +1,7 @@
 //! `issue_comment`: commands written in comments on issues and pull requests.
 
+use std::sync::Arc;
+
 use tracing::Instrument;
 
 use super::lifecycle;
@@ -9,10 +11,16 @@ use crate::app::App;
 use crate::commands::{self, Command};
 use crate::database::deliveries;
 use crate::github::events::IssueCommentEvent;
+use crate::github::once::Ledger;
 use crate::replies;
 
 /// Acts on the commands of a newly created comment, once per comment.
-pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> anyhow::Result<()> {
+pub async fn handle(
+    app: &App,
+    ledger: &Arc<Ledger>,
+    delivery_id: i64,
+    event: IssueCommentEvent,
+) -> anyhow::Result<()> {
     // Only new comments count: editing an old comment must not reopen or repeat anything.
     if event.action != "created" || event.comment.user.is_bot() {
         return Ok(());
@@ -36,7 +44,7 @@ pub async fn handle(app: &App, delivery_id: i64, event: IssueCommentEvent) -> an
             return Ok(());
         }
         let (installation, repo) =
-            repo(app, event.installation.as_ref(), &event.repository).await?;
+            repo(app, ledger, event.installation.as_ref(), &event.repository).await?;
         repo.react_to_comment(event.comment.id, "eyes").await?;
 
         for command in commands {

@@ -7,6 +7,8 @@ mod open;
 mod removal;
 pub mod worker;
 
+use std::sync::Arc;
+
 use crate::app::App;
 use crate::database::deliveries::DeliveryModel;
 use crate::github::RepoClient;
@@ -14,6 +16,7 @@ use crate::github::events::{
     CheckRunEvent, InstallationEvent, InstallationRef, InstallationRepositoriesEvent,
     IssueCommentEvent, PullRequestEvent, Repository,
 };
+use crate::github::once::Ledger;
 
 /// How handling a delivery went wrong, which decides whether to try again.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,21 @@ pub enum HandleError {
     /// Something outside sam failed (GitHub, the database, a host); worth another try.
     #[error(transparent)]
     Transient(#[from] anyhow::Error),
+}
+
+/// The events [`handle`] acts on; deliveries of any other are stored already finished, so
+/// that the workers never spend a claim on them.
+const ACTED_ON: [&str; 5] = [
+    "issue_comment",
+    "pull_request",
+    "check_run",
+    "installation",
+    "installation_repositories",
+];
+
+/// Whether sam acts on deliveries of `event` (the `X-GitHub-Event` header).
+pub fn acts_on(event: &str) -> bool {
+    ACTED_ON.contains(&event)
 }
 
 /// Acts on a delivery, and counts how that went for `/metrics`.
@@ -47,22 +65,28 @@ pub async fn handle(app: &App, delivery: &DeliveryModel) -> Result<(), HandleErr
 
 /// Routes a delivery by its event name; events sam does not act on are done at once.
 async fn route(app: &App, delivery: &DeliveryModel) -> Result<(), HandleError> {
+    // Counts this try's posts from the first, so that they meet an earlier try's records.
+    let ledger = Arc::new(Ledger::new(
+        app.db.clone(),
+        delivery.id,
+        &delivery.github_delivery,
+    ));
     match delivery.event.as_str() {
         "issue_comment" => {
             let event: IssueCommentEvent = read(delivery)?;
-            comment::handle(app, delivery.id, event).await?;
+            comment::handle(app, &ledger, delivery.id, event).await?;
         }
         "pull_request" => {
             let event: PullRequestEvent = read(delivery)?;
             if event.action == "closed" {
                 removal::pull_request(app, event).await?;
             } else {
-                checks::pull_request(app, event).await?;
+                checks::pull_request(app, &ledger, event).await?;
             }
         }
         "check_run" => {
             let event: CheckRunEvent = read(delivery)?;
-            checks::check_run(app, event).await?;
+            checks::check_run(app, &ledger, event).await?;
         }
         "installation" => {
             let event: InstallationEvent = read(delivery)?;
@@ -85,9 +109,10 @@ fn read<T: serde::de::DeserializeOwned>(delivery: &DeliveryModel) -> Result<T, H
 }
 
 /// The installation an event came through (asked of GitHub when a repository webhook names
-/// none), and a client for its repository.
+/// none), and a client for its repository that posts each reply of the delivery once.
 async fn repo(
     app: &App,
+    ledger: &Arc<Ledger>,
     installation: Option<&InstallationRef>,
     repository: &Repository,
 ) -> anyhow::Result<(u64, RepoClient)> {
@@ -101,6 +126,8 @@ async fn repo(
     };
     Ok((
         installation,
-        app.github.repo(installation, &repository.full_name)?,
+        app.github
+            .repo(installation, &repository.full_name)?
+            .with_ledger(ledger.clone()),
     ))
 }

@@ -14,9 +14,12 @@ use octocrab::Octocrab;
 use octocrab::models::{AppId, InstallationId};
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use url::Url;
 
+use super::once::{self, Kind, Ledger};
+use super::retry;
 use crate::config::{AppCredentials, Config};
 
 /// The App's clients: one authenticated as the App, one per installation on demand.
@@ -105,10 +108,11 @@ impl GitHub {
             id: u64,
         }
         let route = format!("/repos/{}/{}/installation", segment(owner), segment(repo));
-        let installation: Installation = self
-            .clients()?
-            .app
-            .get(route, None::<&()>)
+        let clients = self.clients()?;
+        let installation: Installation =
+            retry::run("finding an installation", retry::idempotent, || {
+                clients.app.get(&route, None::<&()>)
+            })
             .await
             .with_context(|| format!("finding the App's installation on {owner}/{repo}"))?;
         Ok(installation.id)
@@ -142,6 +146,7 @@ impl GitHub {
         Ok(RepoClient {
             crab: self.installation(installation)?,
             path: format!("/repos/{}/{}", segment(owner), segment(name)),
+            ledger: None,
         })
     }
 }
@@ -191,14 +196,41 @@ impl PullRequest {
     }
 }
 
-/// REST operations on one repository, as an installation.
+/// REST operations on one repository, as an installation. Calls that fail for a passing
+/// reason are tried again (`retry.rs`); with a [`Ledger`], new comments and check runs are
+/// posted exactly once per delivery (`once.rs`), without one at most once.
 #[derive(Clone)]
 pub struct RepoClient {
     crab: Arc<Octocrab>,
     path: String,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl RepoClient {
+    /// The same client, posting its comments and check runs once for this delivery.
+    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// GET, tried again while it fails for a passing reason.
+    async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, octocrab::Error> {
+        retry::run(route, retry::idempotent, || {
+            self.crab.get::<T, _, ()>(route, None)
+        })
+        .await
+    }
+
+    /// PATCH, tried again likewise: the same edit twice leaves the same result.
+    async fn patch(&self, route: &str, body: &serde_json::Value) -> Result<(), octocrab::Error> {
+        retry::run(route, retry::idempotent, || {
+            self.crab
+                .patch::<serde_json::Value, _, _>(route, Some(body))
+        })
+        .await
+        .map(drop)
+    }
+
     /// The person's permission; a 404 (not a collaborator) means none.
     pub async fn permission(&self, login: &str) -> anyhow::Result<Permission> {
         #[derive(Deserialize)]
@@ -208,7 +240,7 @@ impl RepoClient {
             role_name: Option<String>,
         }
         let route = format!("{}/collaborators/{}/permission", self.path, segment(login));
-        let answer: Answer = match self.crab.get(route, None::<&()>).await {
+        let answer: Answer = match self.get(&route).await {
             Ok(answer) => answer,
             Err(e) if status_of(&e) == Some(404) => return Ok(Permission::None),
             Err(e) => return Err(e).context("reading collaborator permission"),
@@ -250,11 +282,7 @@ impl RepoClient {
             base: Base,
         }
         let route = format!("{}/pulls/{number}", self.path);
-        let pr: Answer = self
-            .crab
-            .get(route, None::<&()>)
-            .await
-            .context("reading the pull request")?;
+        let pr: Answer = self.get(&route).await.context("reading the pull request")?;
         Ok(PullRequest {
             number: pr.number,
             head_ref: pr.head.ref_name,
@@ -278,7 +306,7 @@ impl RepoClient {
         // Slashes in branch names stay literal: GitHub routes `branches/a/b` to branch `a/b`.
         let encoded = segment(branch).replace("%2F", "/");
         let route = format!("{}/branches/{encoded}", self.path);
-        match self.crab.get::<Answer, _, ()>(route, None).await {
+        match self.get::<Answer>(&route).await {
             Ok(answer) => Ok(Some(answer.commit.sha)),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(e).context("reading the branch"),
@@ -288,30 +316,107 @@ impl RepoClient {
     /// Puts a reaction on an issue or pull-request comment.
     pub async fn react_to_comment(&self, comment_id: u64, content: &str) -> anyhow::Result<()> {
         let route = format!("{}/issues/comments/{comment_id}/reactions", self.path);
-        let _: serde_json::Value = self
-            .crab
-            .post(route, Some(&json!({ "content": content })))
-            .await
-            .context("adding a reaction")?;
+        // GitHub answers a reaction that is there already with the one it has: repeatable.
+        let body = json!({ "content": content });
+        retry::run(&route, retry::idempotent, || {
+            self.crab.post::<_, serde_json::Value>(&route, Some(&body))
+        })
+        .await
+        .context("adding a reaction")?;
         Ok(())
     }
 
-    /// Posts a comment and returns its id.
+    /// Posts a comment and returns its id: once per delivery with a ledger.
     pub async fn create_comment(&self, issue: u64, body: &str) -> anyhow::Result<u64> {
         #[derive(Deserialize)]
         struct Created {
             id: u64,
         }
         let route = format!("{}/issues/{issue}/comments", self.path);
-        let created: Created = self
-            .crab
-            .post(route, Some(&json!({ "body": body })))
-            .await
-            .context("posting a comment")?;
-        Ok(created.id)
+        let text = |marker: &str| {
+            if marker.is_empty() {
+                body.to_owned()
+            } else {
+                format!("{body}\n\n{marker}")
+            }
+        };
+        let post = |marker: String| {
+            let text = text(&marker);
+            let route = &route;
+            async move {
+                let created: Created = self
+                    .crab
+                    .post(route, Some(&json!({ "body": text })))
+                    .await?;
+                Ok(created.id)
+            }
+        };
+        match &self.ledger {
+            Some(ledger) => {
+                let calls = once::Calls {
+                    post,
+                    find: |marker: String| self.find_comment(issue, marker),
+                    edit: |id: u64, marker: String| {
+                        let route = format!("{}/issues/comments/{id}", self.path);
+                        let body = json!({ "body": text(&marker) });
+                        async move {
+                            self.crab
+                                .patch::<serde_json::Value, _, _>(route, Some(&body))
+                                .await
+                                .map(drop)
+                        }
+                    },
+                };
+                once::post(ledger, Kind::Comment, &route, calls).await
+            }
+            None => retry::run(&route, retry::refused_only, || post(String::new()))
+                .await
+                .context("posting a comment"),
+        }
     }
 
-    /// Creates a check run on `head_sha` and returns its id.
+    /// The comment of sam's on `issue` carrying `marker`, among those of the last day,
+    /// newest last; at most ten pages are read.
+    async fn find_comment(
+        &self,
+        issue: u64,
+        marker: String,
+    ) -> Result<Option<u64>, octocrab::Error> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: u64,
+            #[serde(default)]
+            body: Option<String>,
+            user: Option<super::events::Account>,
+        }
+        const PER_PAGE: usize = 100;
+        let since = (time::OffsetDateTime::now_utc() - time::Duration::days(1))
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .expect("a UTC time formats");
+        for page in 1..=10 {
+            let route = format!(
+                "{}/issues/{issue}/comments?per_page={PER_PAGE}&page={page}&since={since}",
+                self.path
+            );
+            let listed: Vec<Listed> = self.crab.get(&route, None::<&()>).await?;
+            let found = listed.iter().find(|c| {
+                c.user.as_ref().is_some_and(|u| u.is_bot())
+                    && c.body.as_deref().is_some_and(|b| b.contains(&marker))
+            });
+            if let Some(found) = found {
+                return Ok(Some(found.id));
+            }
+            if listed.len() < PER_PAGE {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates a check run on `head_sha` and returns its id: once per delivery with a
+    /// ledger. The marker goes in the run's `output.text`, which GitHub shows as Markdown.
     pub async fn create_check_run(
         &self,
         head_sha: &str,
@@ -321,15 +426,86 @@ impl RepoClient {
         struct Created {
             id: u64,
         }
-        let mut body = run.clone();
-        body["head_sha"] = json!(head_sha);
         let route = format!("{}/check-runs", self.path);
-        let created: Created = self
-            .crab
-            .post(route, Some(&body))
-            .await
-            .context("creating a check run")?;
-        Ok(created.id)
+        let marked = |marker: &str| {
+            let mut body = run.clone();
+            body["head_sha"] = json!(head_sha);
+            if !marker.is_empty() {
+                body["output"]["text"] = json!(marker);
+            }
+            body
+        };
+        let post = |marker: String| {
+            let body = marked(&marker);
+            let route = &route;
+            async move {
+                let created: Created = self.crab.post(route, Some(&body)).await?;
+                Ok(created.id)
+            }
+        };
+        match &self.ledger {
+            Some(ledger) => {
+                let name = run["name"].as_str().unwrap_or_default();
+                let target = format!("{}/commits/{head_sha}", self.path);
+                let calls = once::Calls {
+                    post,
+                    find: |marker: String| self.find_check_run(head_sha, name, marker),
+                    edit: |id: u64, marker: String| {
+                        let route = format!("{}/check-runs/{id}", self.path);
+                        let body = marked(&marker);
+                        async move {
+                            self.crab
+                                .patch::<serde_json::Value, _, _>(route, Some(&body))
+                                .await
+                                .map(drop)
+                        }
+                    },
+                };
+                once::post(ledger, Kind::CheckRun, &target, calls).await
+            }
+            None => retry::run(&route, retry::refused_only, || post(String::new()))
+                .await
+                .context("creating a check run"),
+        }
+    }
+
+    /// The check run named `name` on `head_sha` whose output carries `marker`.
+    async fn find_check_run(
+        &self,
+        head_sha: &str,
+        name: &str,
+        marker: String,
+    ) -> Result<Option<u64>, octocrab::Error> {
+        #[derive(Deserialize)]
+        struct Output {
+            #[serde(default)]
+            text: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Run {
+            id: u64,
+            output: Option<Output>,
+        }
+        #[derive(Deserialize)]
+        struct Listed {
+            check_runs: Vec<Run>,
+        }
+        let route = format!(
+            "{}/commits/{head_sha}/check-runs?check_name={}&filter=all&per_page=100",
+            self.path,
+            urlencoding::encode(name)
+        );
+        let listed: Listed = self.crab.get(&route, None::<&()>).await?;
+        Ok(listed
+            .check_runs
+            .iter()
+            .find(|r| {
+                r.output
+                    .as_ref()
+                    .and_then(|o| o.text.as_deref())
+                    .is_some_and(|t| t.contains(&marker))
+            })
+            .map(|r| r.id))
     }
 
     /// Changes the fields of a check run that `run` names.
@@ -339,9 +515,7 @@ impl RepoClient {
         run: &serde_json::Value,
     ) -> anyhow::Result<()> {
         let route = format!("{}/check-runs/{check_run_id}", self.path);
-        let _: serde_json::Value = self
-            .crab
-            .patch(route, Some(run))
+        self.patch(&route, run)
             .await
             .context("updating a check run")?;
         Ok(())
@@ -350,9 +524,7 @@ impl RepoClient {
     /// Replaces a comment's body.
     pub async fn update_comment(&self, comment_id: u64, body: &str) -> anyhow::Result<()> {
         let route = format!("{}/issues/comments/{comment_id}", self.path);
-        let _: serde_json::Value = self
-            .crab
-            .patch(route, Some(&json!({ "body": body })))
+        self.patch(&route, &json!({ "body": body }))
             .await
             .context("editing a comment")?;
         Ok(())

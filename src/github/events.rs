@@ -207,4 +207,165 @@ mod tests {
         assert!(bot.is_bot());
         assert!(!person.is_bot());
     }
+
+    mod properties {
+        //! Reading payloads never panics, whatever arrives: an unreadable payload is an
+        //! error the worker records, never a crash of the worker.
+
+        use std::path::PathBuf;
+
+        use proptest::prelude::*;
+        use serde::de::DeserializeOwned;
+        use serde_json::Value;
+
+        use super::super::*;
+
+        /// Reads `bytes` as every event sam handles; a `Debug` of each result, so that
+        /// two readings can be compared.
+        fn read_all(bytes: &[u8]) -> Vec<String> {
+            fn one<T: DeserializeOwned + std::fmt::Debug>(bytes: &[u8]) -> String {
+                format!("{:?}", serde_json::from_slice::<T>(bytes).ok())
+            }
+            vec![
+                one::<IssueCommentEvent>(bytes),
+                one::<PullRequestEvent>(bytes),
+                one::<CheckRunEvent>(bytes),
+                one::<InstallationEvent>(bytes),
+                one::<InstallationRepositoriesEvent>(bytes),
+                one::<ActionOnly>(bytes),
+            ]
+        }
+
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("JSON has no NaN", |f| f.is_finite())
+                    .prop_map(Value::from),
+                ".{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec![
+                            "action",
+                            "id",
+                            "number",
+                            "login",
+                            "body",
+                            "comment",
+                            "issue",
+                            "repository",
+                            "installation",
+                            "sender",
+                            "user",
+                            "owner",
+                            "check_run",
+                            "pull_request",
+                            "head",
+                            "sha",
+                            "name",
+                            "full_name",
+                        ])
+                        .prop_map(str::to_owned),
+                        inner,
+                        0..6,
+                    )
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// The real payloads of the events sam reads, from the shared fixtures; none when
+        /// they are not beside the repository (the integration tests insist on them).
+        fn fixtures() -> Vec<Value> {
+            let dir = std::env::var_os("SAM_FIXTURES_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/github")
+                })
+                .join("webhooks");
+            let mut all = Vec::new();
+            for event in ["issue_comment", "pull_request", "check_run", "installation"] {
+                let Ok(entries) = std::fs::read_dir(dir.join(event)) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let bytes = std::fs::read(entry.path()).expect("reading a fixture");
+                    all.push(serde_json::from_slice(&bytes).expect("fixtures are JSON"));
+                }
+            }
+            all
+        }
+
+        /// The value at a path of indices into `value`, wherever it leads.
+        fn pick<'a>(value: &'a mut Value, path: &[usize]) -> &'a mut Value {
+            let Some((&first, rest)) = path.split_first() else {
+                return value;
+            };
+            let len = match &*value {
+                Value::Object(map) => map.len(),
+                Value::Array(items) => items.len(),
+                _ => 0,
+            };
+            if len == 0 {
+                return value;
+            }
+            let next = match value {
+                Value::Object(map) => map.values_mut().nth(first % len),
+                Value::Array(items) => items.get_mut(first % len),
+                _ => None,
+            };
+            pick(next.expect("in range"), rest)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            #[test]
+            fn any_bytes_are_read_or_refused_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                read_all(&bytes);
+            }
+
+            #[test]
+            fn any_json_is_read_or_refused_without_panic(value in any_json()) {
+                read_all(&serde_json::to_vec(&value).unwrap());
+            }
+
+            #[test]
+            fn a_real_payload_with_any_part_replaced_is_read_or_refused_without_panic(
+                which in any::<usize>(),
+                path in prop::collection::vec(any::<usize>(), 0..6),
+                replacement in any_json(),
+            ) {
+                let all = fixtures();
+                prop_assume!(!all.is_empty());
+                let mut payload = all[which % all.len()].clone();
+                *pick(&mut payload, &path) = replacement;
+                read_all(&serde_json::to_vec(&payload).unwrap());
+            }
+
+            #[test]
+            fn fields_github_adds_later_change_nothing_sam_reads(
+                which in any::<usize>(),
+                path in prop::collection::vec(any::<usize>(), 0..6),
+                extra in any_json(),
+            ) {
+                let all = fixtures();
+                prop_assume!(!all.is_empty());
+                let original = all[which % all.len()].clone();
+                let mut grown = original.clone();
+                if let Value::Object(map) = pick(&mut grown, &path) {
+                    map.insert("field_github_added_later".to_owned(), extra);
+                }
+                let before = read_all(&serde_json::to_vec(&original).unwrap());
+                let after = read_all(&serde_json::to_vec(&grown).unwrap());
+                prop_assert_eq!(before, after);
+            }
+        }
+    }
 }

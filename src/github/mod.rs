@@ -3,6 +3,8 @@
 
 pub mod client;
 pub mod events;
+pub mod once;
+pub mod retry;
 pub mod tokens;
 
 pub use client::{GitHub, Permission, PullRequest, RepoClient, answer_status, clone_url};

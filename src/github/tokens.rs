@@ -95,7 +95,14 @@ impl GitHub {
         body: &serde_json::Value,
     ) -> anyhow::Result<RepositoryToken> {
         let route = format!("/app/installations/{installation}/access_tokens");
-        let issued: Issued = self.clients()?.app.post(route, Some(body)).await?;
+        let clients = self.clients()?;
+        // Minting a second token after a lost answer is harmless: the first simply expires.
+        let issued: Issued = super::retry::run(
+            "minting a repository token",
+            super::retry::idempotent,
+            || clients.app.post(&route, Some(body)),
+        )
+        .await?;
         Ok(RepositoryToken {
             token: SecretString::from(issued.token),
             expires_at: issued.expires_at,

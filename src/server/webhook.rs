@@ -4,6 +4,10 @@
 //! then the signature over the exact bytes (nothing unsigned is even parsed), then the
 //! content type and JSON, then storage. GitHub gets 2xx only once the delivery is stored,
 //! so a crash afterwards loses nothing.
+//!
+//! GitHub sends a webhook's payload as `application/json`, or, when the webhook's content
+//! type is set to `application/x-www-form-urlencoded`, as the form field `payload`. Either
+//! way the signature covers the bytes as sent, and what is stored is the JSON.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -45,12 +49,10 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         return answer(StatusCode::UNAUTHORIZED, &error.to_string());
     }
 
-    if !is_json(&headers) {
-        return answer(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "set the webhook's content type to application/json",
-        );
-    }
+    let payload = match payload(&headers, &body) {
+        Ok(payload) => payload,
+        Err(refusal) => return refusal,
+    };
     let Some(event) = header_str(&headers, "x-github-event") else {
         return answer(
             StatusCode::BAD_REQUEST,
@@ -63,16 +65,19 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             "the X-GitHub-Delivery header is missing",
         );
     };
-    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
         return answer(
             StatusCode::BAD_REQUEST,
             &format!("the body is not JSON: {error}"),
         );
     }
 
-    match deliveries::store(&state.db, delivery, event, &body).await {
+    let to_do = crate::events::acts_on(event);
+    match deliveries::store(&state.db, delivery, event, &payload, to_do).await {
         Ok(Stored::New) => {
-            state.deliveries_waiting.notify_one();
+            if to_do {
+                state.deliveries_waiting.notify_one();
+            }
             tracing::info!(delivery, event, "delivery stored");
             answer(StatusCode::ACCEPTED, "stored")
         }
@@ -99,12 +104,36 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty() && v.len() <= 200)
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
+/// The JSON payload of a signed body, by its content type; a refusal for anything else.
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the answer itself, built once per refused delivery"
+)]
+fn payload(headers: &HeaderMap, body: &Bytes) -> Result<Bytes, Response> {
+    let mime = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+        .map(str::trim)
+        .unwrap_or_default();
+    if mime.eq_ignore_ascii_case("application/json") {
+        return Ok(body.clone());
+    }
+    if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return url::form_urlencoded::parse(body)
+            .find(|(name, _)| name == "payload")
+            .map(|(_, value)| Bytes::from(value.into_owned()))
+            .ok_or_else(|| {
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    "the form has no payload field, where GitHub puts the event",
+                )
+            });
+    }
+    Err(answer(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "set the webhook's content type to application/json or application/x-www-form-urlencoded",
+    ))
 }
 
 fn answer(status: StatusCode, message: &str) -> Response {

@@ -285,7 +285,7 @@ async fn open_with_a_branch_the_repository_lacks_says_so_and_opens_nothing() {
     let replies = stage.replies(1);
     assert_eq!(replies.len(), 1, "{replies:#?}");
     assert_eq!(
-        replies[0].body.trim_end(),
+        crate::stage::shown(&replies[0].body),
         "This repository has no branch `no-such-branch`, so there is nothing to open."
     );
     assert_eq!(stage.workspace_count().await, 0);

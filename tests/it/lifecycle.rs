@@ -204,7 +204,7 @@ async fn a_workspace_is_stopped_started_again_and_deleted_by_commands() {
 
     let status = command(&stage, &mut handled, MAINTAINER, "/sam status").await;
     assert_eq!(
-        status.body.trim_end(),
+        crate::stage::shown(&status.body),
         "@Codertocat, there is no workspace on this issue. `/sam open` starts one."
     );
 
@@ -244,7 +244,7 @@ async fn readers_may_ask_for_the_status_but_not_stop_or_delete() {
     for verb in ["stop", "restart", "delete"] {
         let reply = command(&stage, &mut handled, "reader", &format!("/sam {verb}")).await;
         assert_eq!(
-            reply.body.trim_end(),
+            crate::stage::shown(&reply.body),
             format!("Sorry @reader, `/sam {verb}` needs write access to this repository.")
         );
     }
@@ -262,7 +262,7 @@ async fn commands_on_an_issue_without_workspaces_say_there_is_none() {
     let mut handled = 0;
     let reply = command(&stage, &mut handled, MAINTAINER, "/sam stop").await;
     assert_eq!(
-        reply.body.trim_end(),
+        crate::stage::shown(&reply.body),
         "@Codertocat, there is no workspace on this issue to stop. `/sam open` starts one."
     );
     assert_eq!(stage.workspace_count().await, 0);

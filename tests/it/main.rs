@@ -5,6 +5,7 @@
 mod browser;
 mod checks;
 mod commands;
+mod crashes;
 mod firstrun;
 mod git_in_shells;
 mod hosts;
@@ -13,6 +14,7 @@ mod links;
 mod main_path;
 mod opening;
 mod operating;
+mod replies;
 mod restart;
 mod scene;
 mod server;

@@ -165,6 +165,13 @@ impl SamServer {
         }
     }
 
+    /// Ends `sam serve` with SIGKILL, as a crash or the OOM killer would: no shutdown, no
+    /// cleanup. Its agent follows it (it asks for SIGTERM when its parent dies).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Where the agent keeps workspaces.
     pub fn workspaces_dir(&self) -> PathBuf {
         self.data_dir.path().join("workspaces")

@@ -185,6 +185,16 @@ impl Stage {
     }
 }
 
+/// A reply's text as GitHub shows it: without the hidden marker (an HTML comment) sam ends
+/// each new reply with, to find it again if its posting was not confirmed.
+pub fn shown(body: &str) -> &str {
+    let body = body.trim_end();
+    match body.rfind("<!-- sam:reply ") {
+        Some(start) if body.ends_with("-->") => body[..start].trim_end(),
+        _ => body,
+    }
+}
+
 /// The files and folders named `name` anywhere under `dir`, symlinks not followed.
 pub fn entries_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
     walkdir::WalkDir::new(dir)

@@ -17,6 +17,16 @@ use crate::support::http_client;
 /// GitHub's cap on payloads, which sam enforces: 25 MiB.
 const MAX_BODY: usize = 25 * 1024 * 1024;
 
+/// The two content types a GitHub webhook can be set to.
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// `body` as GitHub sends it when the webhook's content type is a form: one field,
+/// `payload`, holding the JSON, percent-encoded.
+fn form_encoded(body: &[u8]) -> Vec<u8> {
+    format!("payload={}", urlencoding::encode_binary(body)).into_bytes()
+}
+
 /// The headers GitHub sends with a delivery of `body`, validly signed; tests take some
 /// away or change them.
 fn github_headers(event: &str, body: &[u8]) -> BTreeMap<&'static str, String> {
@@ -140,6 +150,8 @@ async fn deliveries_without_a_valid_sha256_signature_are_refused() {
         ),
         ("a digest one byte long", format!("{good}00")),
         ("the digest without sha256=", digest.to_owned()),
+        ("an uppercase SHA256= prefix", format!("SHA256={digest}")),
+        ("a space inside the header", format!("sha256= {digest}")),
         (
             "a signature over other bytes",
             fixtures::sign(WEBHOOK_SECRET, b"{\"zen\":\"other bytes\"}"),
@@ -157,8 +169,208 @@ async fn deliveries_without_a_valid_sha256_signature_are_refused() {
     assert_nothing_kept(&stage).await;
 
     // The same delivery, signed as GitHub signs it, is taken: only the signature was wrong.
-    let (status, text) = post(&stage.sam, &github_headers("ping", &body), body).await;
+    let (status, text) = post(&stage.sam, &github_headers("ping", &body), body.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+
+    // Hex digits are case-blind: the same digest in capitals is the same signature.
+    let mut headers = github_headers("ping", &body);
+    headers.insert(
+        "x-hub-signature-256",
+        format!("sha256={}", digest.to_uppercase()),
+    );
+    let (status, text) = post(&stage.sam, &headers, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "uppercase hex: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_encoded_delivery_is_checked_over_the_form_and_acted_on_like_json() {
+    let stage = Stage::start(Fixture::Issues).await;
+    let (comment, payload) = stage.write(1, "octocat", "/sam help");
+    let form = form_encoded(&payload);
+
+    // Signed over the JSON inside rather than the bytes sent: not GitHub's signature.
+    let mut headers = github_headers("issue_comment", &payload);
+    headers.insert("content-type", FORM.to_owned());
+    let (status, text) = post(&stage.sam, &headers, form.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert_nothing_kept(&stage).await;
+
+    let mut headers = github_headers("issue_comment", &form);
+    headers.insert("content-type", format!("{FORM}; charset=utf-8"));
+    let (status, text) = post(&stage.sam, &headers, form).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+
+    stage.wait_until_handled(1).await;
+    let replies = stage.replies(1);
+    assert_eq!(replies.len(), 1, "{replies:#?}");
+    assert!(
+        replies[0].body.contains("| `/sam help` |"),
+        "{}",
+        replies[0].body
+    );
+    assert_eq!(stage.github.reactions(comment.id).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_but_signed_deliveries_are_kept_and_get_the_answer_they_call_for() {
+    let stage = Stage::start(Fixture::Issues).await;
+    let repo = stage.repo;
+    let mut silent: Vec<(&str, String, Vec<u8>)> = Vec::new();
+
+    let comment = stage.github.add_comment(repo, 1, "octocat", "/sam help");
+    let mut payload = stage.announce("created", &comment);
+    payload["action"] = "pinned".into();
+    silent.push((
+        "an action sam does not know",
+        "issue_comment".into(),
+        payload.to_string().into_bytes(),
+    ));
+    for event in ["star", "workflow_job", "security_advisory"] {
+        let body = br#"{"action":"created","sender":{"login":"octocat","id":1}}"#.to_vec();
+        silent.push(("an event sam does not handle", event.into(), body));
+    }
+    silent.push((
+        "ping",
+        "ping".into(),
+        fixtures::webhook("ping", "repository"),
+    ));
+    silent.push((
+        "push",
+        "push".into(),
+        fixtures::webhook("push", "new-branch"),
+    ));
+
+    // Commands only look like commands: nothing is said, nothing reacted to.
+    let mut look_alikes = Vec::new();
+    for body in [
+        "/samantha help",
+        "/sam-help",
+        "@sam help",
+        "x /sam help",
+        "- /sam help",
+        "# /sam help",
+        "<b>/sam help</b>",
+        "> /sam help",
+        "`/sam help`",
+    ] {
+        let comment = stage.github.add_comment(repo, 2, "octocat", body);
+        look_alikes.push(comment.id);
+        let payload = stage.announce("created", &comment);
+        silent.push((
+            "a look-alike",
+            "issue_comment".into(),
+            payload.to_string().into_bytes(),
+        ));
+    }
+    for (_, event, body) in &silent {
+        let answer = stage
+            .sam
+            .deliver(event, &uuid::Uuid::new_v4().to_string(), body)
+            .await;
+        assert_eq!(answer.status(), StatusCode::ACCEPTED, "{event}");
+    }
+
+    // Formatting variants and payloads GitHub may grow are answered, each once.
+    let mut answered = Vec::new();
+    for (issue, body) in [
+        (3, "/SAM HELP"),
+        (4, "Hello!\r\n\t /sam   help\t\r\n"),
+        (5, "thanks\r/sam help"),
+    ] {
+        let (comment, payload) = stage.write(issue, "octocat", body);
+        stage.deliver(&payload).await;
+        answered.push((issue, comment.id));
+    }
+    let (comment, payload) = stage.write(6, "octocat", "/sam help");
+    let mut payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    payload["a_field_github_added_later"] = serde_json::json!({"nested": [1, null, "x"]});
+    payload["comment"]["reactions"] = serde_json::json!("not the usual shape");
+    stage.deliver(&serde_json::to_vec(&payload).unwrap()).await;
+    answered.push((6, comment.id));
+    let (comment, payload) = stage.write(7, "octocat", "/sam help");
+    let mut payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    payload.as_object_mut().unwrap().remove("installation");
+    stage.deliver(&serde_json::to_vec(&payload).unwrap()).await;
+    answered.push((7, comment.id));
+
+    stage
+        .wait_until_handled(silent.len() + answered.len())
+        .await;
+    for (issue, comment) in answered {
+        let replies = stage.replies(issue);
+        assert_eq!(replies.len(), 1, "issue {issue}: {replies:#?}");
+        assert!(
+            replies[0].body.contains("| `/sam help` |"),
+            "{}",
+            replies[0].body
+        );
+        assert_eq!(stage.github.reactions(comment).len(), 1, "issue {issue}");
+    }
+    for issue in [1, 2] {
+        assert!(
+            stage.replies(issue).is_empty(),
+            "issue {issue}: {:#?}",
+            stage.replies(issue)
+        );
+    }
+    for id in look_alikes {
+        assert!(stage.github.reactions(id).is_empty(), "comment {id}");
+    }
+    // Events sam never acts on are kept (a redelivery is known) but no worker claims them.
+    let claimed: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT event, attempts FROM deliveries WHERE event <> 'issue_comment' ORDER BY id",
+    )
+    .fetch_all(&stage.pool)
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 5, "{claimed:?}");
+    assert!(
+        claimed.iter().all(|(_, attempts)| *attempts == 0),
+        "{claimed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_is_not_the_event_it_claims_is_kept_and_failed_without_retries() {
+    let stage = Stage::start(Fixture::Issues).await;
+    for (event, body) in [
+        ("issue_comment", b"[]".to_vec()),
+        ("issue_comment", br#"{"action":"created"}"#.to_vec()),
+        (
+            "pull_request",
+            br#"{"action":"opened","number":"seven"}"#.to_vec(),
+        ),
+        ("check_run", b"null".to_vec()),
+    ] {
+        let answer = stage
+            .sam
+            .deliver(event, &uuid::Uuid::new_v4().to_string(), &body)
+            .await;
+        assert_eq!(answer.status(), StatusCode::ACCEPTED, "{event}");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stored = stage.deliveries().await;
+        if stored.len() == 4 && stored.iter().all(|(_, state, _)| state == "failed") {
+            for (delivery, _, error) in &stored {
+                let error = error.as_deref().unwrap_or_default();
+                assert!(error.contains("unreadable"), "{delivery}: {error}");
+            }
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stored:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM deliveries")
+        .fetch_all(&stage.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts,
+        [1, 1, 1, 1],
+        "an unreadable payload is not tried again"
+    );
+    assert!(stage.github.requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,24 +384,58 @@ async fn oversized_unsupported_or_malformed_deliveries_get_a_4xx_and_are_not_sto
     let (status, _) = post(&stage.sam, &github_headers("ping", &too_big), too_big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "a body over 25 MiB");
 
-    // GitHub's other content type: the JSON as a form field, signed over the form's bytes.
-    let form = format!("payload={}", urlencoding::encode_binary(&ping)).into_bytes();
-    let mut headers = github_headers("ping", &form);
-    headers.insert(
-        "content-type",
-        "application/x-www-form-urlencoded".to_owned(),
+    for content_type in ["text/plain", "application/xml", "multipart/form-data"] {
+        let mut headers = github_headers("ping", &ping);
+        headers.insert("content-type", content_type.to_owned());
+        let (status, text) = post(&stage.sam, &headers, ping.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}: {text}"
+        );
+    }
+    let mut headers = github_headers("ping", &ping);
+    headers.remove("content-type");
+    let (status, text) = post(&stage.sam, &headers, ping.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "no content type: {text}"
     );
-    let (status, text) = post(&stage.sam, &headers, form).await;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{text}");
 
-    let cases: [(&str, &[u8], Option<&str>); 4] = [
-        ("malformed JSON", b"{\"action\": \"created\",", None),
-        ("JSON with trailing bytes", b"{\"zen\": \"x\"} }", None),
-        ("no X-GitHub-Event", &ping, Some("x-github-event")),
-        ("no X-GitHub-Delivery", &ping, Some("x-github-delivery")),
+    let no_payload_field = format!("zen={}", urlencoding::encode_binary(&ping)).into_bytes();
+    let not_json_in_form = b"payload=%7B%22zen%22".to_vec();
+    let cases: [(&str, &[u8], Option<&str>, &str); 6] = [
+        ("malformed JSON", b"{\"action\": \"created\",", None, JSON),
+        (
+            "JSON with trailing bytes",
+            b"{\"zen\": \"x\"} }",
+            None,
+            JSON,
+        ),
+        ("no X-GitHub-Event", &ping, Some("x-github-event"), JSON),
+        (
+            "no X-GitHub-Delivery",
+            &ping,
+            Some("x-github-delivery"),
+            JSON,
+        ),
+        (
+            "a form without a payload field",
+            &no_payload_field,
+            None,
+            FORM,
+        ),
+        (
+            "a form whose payload is not JSON",
+            &not_json_in_form,
+            None,
+            FORM,
+        ),
     ];
-    for (case, body, missing) in cases {
+    for (case, body, missing, content_type) in cases {
         let mut headers = github_headers("ping", body);
+        headers.insert("content-type", content_type.to_owned());
         if let Some(name) = missing {
             headers.remove(name);
         }

@@ -25,6 +25,9 @@ pub enum Failure {
     /// The request takes effect, but the answer comes only after this delay: what a
     /// client with a shorter timeout sees as a failure although GitHub did the work.
     SlowResponse(Duration),
+    /// The request takes effect, and its answer is then lost: the client gets this status
+    /// (a gateway's 502, say) with a GitHub-shaped error body instead.
+    Lost(u16),
 }
 
 pub(super) struct PlannedFailure {
@@ -80,6 +83,10 @@ pub(super) async fn record_and_inject(
             tokio::time::sleep(delay).await;
             response
         }
+        Some(Failure::Lost(status)) => {
+            let _ = next.run(request).await;
+            failure_response(&Failure::Status(status))
+        }
         Some(failure) => failure_response(&failure),
     };
 
@@ -119,7 +126,9 @@ fn failure_response(failure: &Failure) -> Response {
                 .with_header("x-ratelimit-reset", reset)
                 .into_response()
         }
-        Failure::SlowResponse(_) => unreachable!("slow responses are real responses"),
+        Failure::SlowResponse(_) | Failure::Lost(_) => {
+            unreachable!("these answer after the real request")
+        }
     }
 }
 

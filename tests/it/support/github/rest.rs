@@ -49,6 +49,10 @@ const WRITE_CHECKS: Needs = Needs {
     permission: "checks",
     write: true,
 };
+const READ_CHECKS: Needs = Needs {
+    permission: "checks",
+    write: false,
+};
 
 /// The reactions GitHub accepts.
 const REACTIONS: [&str; 8] = [
@@ -87,6 +91,10 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             post(create_reaction),
         )
         .route("/repos/{owner}/{repo}/check-runs", post(create_check_run))
+        .route(
+            "/repos/{owner}/{repo}/commits/{sha}/check-runs",
+            get(list_check_runs),
+        )
         .route(
             "/repos/{owner}/{repo}/check-runs/{id}",
             patch(update_check_run),
@@ -537,6 +545,39 @@ async fn create_check_run(
         let answer = answers::check_run(model, &run);
         model.check_runs.push(run);
         created(answer)
+    })
+}
+
+#[derive(Deserialize)]
+struct CheckRunFilter {
+    check_name: Option<String>,
+}
+
+/// The check runs on a commit (named by its sha; branch names are not resolved), newest
+/// first as GitHub lists them, optionally only those named `check_name`. One page.
+async fn list_check_runs(
+    State(shared): Stand,
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    Query(filter): Query<CheckRunFilter>,
+    headers: HeaderMap,
+) -> Answer {
+    let full_name = format!("{owner}/{repo}");
+    shared.read(|model| {
+        auth::require_installation(model, &headers, &full_name, READ_CHECKS)?;
+        let runs: Vec<Value> = model
+            .check_runs
+            .iter()
+            .rev()
+            .filter(|r| repo_key(&r.repo) == repo_key(&full_name) && r.head_sha == sha)
+            .filter(|r| {
+                filter
+                    .check_name
+                    .as_ref()
+                    .is_none_or(|name| &r.name == name)
+            })
+            .map(|r| answers::check_run(model, r))
+            .collect();
+        ok(json!({ "total_count": runs.len(), "check_runs": runs }))
     })
 }
 
