@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::{AppCredentials, Config};
+use crate::database::inbox::Inbox;
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::GitHub;
 use crate::terminal::link::Signer;
@@ -28,6 +29,8 @@ pub struct App {
     pub github: GitHub,
     pub workspaces: Workspaces,
     pub signer: Signer,
+    /// Where webhook deliveries are stored as they arrive.
+    pub inbox: Inbox,
     /// Wakes a worker as soon as a delivery is stored, instead of at its next poll.
     pub deliveries_waiting: Arc<Notify>,
     /// The App sam runs as; empty until one is configured or registered.
@@ -54,9 +57,11 @@ impl App {
         let provider = Provider::start(&config, &db).await?;
         let workspaces = Workspaces::new(db.clone(), github.clone(), provider);
         let registered = ArcSwapOption::from(config.app.clone().map(Arc::new));
+        let inbox = Inbox::start(db.clone());
         let app = Arc::new(Self {
             config,
             db,
+            inbox,
             github,
             workspaces,
             signer,

@@ -24,34 +24,48 @@ pub enum Stored {
     Duplicate,
 }
 
-/// Stores a delivery unless one with the same `X-GitHub-Delivery` is already stored. One
-/// of an event sam does not act on (`to_do` false) is stored finished: kept, so that its
-/// redelivery is known, but never claimed.
-pub async fn store(
+/// A delivery as received, to be stored.
+#[derive(Debug)]
+pub struct NewDelivery {
+    /// GitHub's `X-GitHub-Delivery`, unique per delivery and kept by a redelivery.
+    pub github_delivery: String,
+    pub event: String,
+    pub body: Vec<u8>,
+    /// False for an event sam does not act on: stored finished, kept so that its
+    /// redelivery is known, but never claimed.
+    pub to_do: bool,
+}
+
+/// Stores deliveries in one statement, skipping those whose `X-GitHub-Delivery` is stored
+/// already; returns the ids of those it inserted. Rows go in the order given, so that
+/// workers take them in order of arrival.
+pub async fn store_many(
     db: impl PgExecutor<'_>,
-    github_delivery: &str,
-    event: &str,
-    body: &[u8],
-    to_do: bool,
-) -> sqlx::Result<Stored> {
-    let inserted = sqlx::query(
+    deliveries: &[NewDelivery],
+) -> sqlx::Result<Vec<String>> {
+    let ids: Vec<&str> = deliveries
+        .iter()
+        .map(|d| d.github_delivery.as_str())
+        .collect();
+    let events: Vec<&str> = deliveries.iter().map(|d| d.event.as_str()).collect();
+    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.body.as_slice()).collect();
+    let to_do: Vec<bool> = deliveries.iter().map(|d| d.to_do).collect();
+    sqlx::query_scalar(
         "INSERT INTO deliveries (github_delivery, event, body, state, finished_at)
-         VALUES ($1, $2, $3, CASE WHEN $4 THEN 'pending' ELSE 'done' END,
-                 CASE WHEN $4 THEN NULL ELSE now() END)
-         ON CONFLICT (github_delivery) DO NOTHING",
+         SELECT id, event, body, CASE WHEN to_do THEN 'pending' ELSE 'done' END,
+                CASE WHEN to_do THEN NULL ELSE now() END
+         FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bool[])
+              WITH ORDINALITY AS arrived(id, event, body, to_do, position)
+         ORDER BY position
+         ON CONFLICT (github_delivery) DO NOTHING
+         RETURNING github_delivery",
     )
-    .bind(github_delivery)
-    .bind(event)
-    .bind(body)
+    .bind(ids)
+    .bind(events)
+    .bind(bodies)
     .bind(to_do)
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(if inserted == 1 {
-        Stored::New
-    } else {
-        Stored::Duplicate
-    })
+    .fetch_all(db)
+    .await
 }
 
 /// Claims the oldest delivery that is due, or one whose worker's lease ran out.

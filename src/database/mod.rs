@@ -2,6 +2,7 @@
 
 pub mod deliveries;
 pub mod hosts;
+pub mod inbox;
 pub mod replies;
 pub mod workspaces;
 

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::signature;
-use crate::database::deliveries::{self, Stored};
+use crate::database::deliveries::{NewDelivery, Stored};
 
 /// GitHub caps payloads at 25 MB; anything larger is not from GitHub.
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -73,7 +73,16 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     }
 
     let to_do = crate::events::acts_on(event);
-    match deliveries::store(&state.db, delivery, event, &payload, to_do).await {
+    let stored = state
+        .inbox
+        .store(NewDelivery {
+            github_delivery: delivery.to_owned(),
+            event: event.to_owned(),
+            body: payload.into(),
+            to_do,
+        })
+        .await;
+    match stored {
         Ok(Stored::New) => {
             if to_do {
                 state.deliveries_waiting.notify_one();

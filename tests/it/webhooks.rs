@@ -485,6 +485,32 @@ async fn a_redelivered_comment_is_stored_once_and_answered_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_copies_of_one_delivery_at_once_are_stored_once_and_answered_once() {
+    // Deliveries that arrive together are stored together (several to a commit); copies of
+    // one delivery among them must still make one row, one 202 and one reply.
+    let stage = Stage::start(Fixture::Issues).await;
+    let (_, payload) = stage.write(1, "octocat", "/sam help");
+    let delivery = "the-same-delivery-many-times";
+    let answers = futures_util::future::join_all(
+        (0..24).map(|_| stage.sam.deliver("issue_comment", delivery, &payload)),
+    )
+    .await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+    statuses.sort_unstable();
+    let mut expected = vec![200; 23];
+    expected.push(202);
+    assert_eq!(
+        statuses, expected,
+        "one copy is new, the others redeliveries"
+    );
+
+    stage.wait_until_handled(1).await;
+    let stored = stage.deliveries().await;
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    assert_eq!(stage.replies(1).len(), 1, "{:#?}", stage.replies(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_says_503_while_the_database_refuses_connections_and_recovers() {
     let stage = Stage::start(Fixture::Issues).await;
     assert_eq!(healthz(&stage.sam).await, StatusCode::OK);
