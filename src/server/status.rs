@@ -9,6 +9,7 @@ use axum_extra::extract::CookieJar;
 
 use super::AppState;
 use crate::app::App;
+use crate::database::hosts;
 use crate::setup;
 use crate::terminal::signin;
 
@@ -28,7 +29,7 @@ struct Running {
     branch: String,
     requester: String,
     state: String,
-    host: &'static str,
+    host: String,
     since: String,
 }
 
@@ -88,26 +89,10 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
             }),
         ),
         ("Data directory", config.data_dir.display().to_string()),
+        ("Workspaces run on", config.provider.describe()),
     ];
-    let (workspaces, workspaces_error) = match state.workspaces.ready().await {
-        Ok(ready) => (
-            ready
-                .into_iter()
-                .map(|w| Running {
-                    repo: w.repo_full_name,
-                    number: w.issue_number,
-                    branch: w.branch,
-                    requester: w.requester_login,
-                    state: w.state.to_string(),
-                    host: "this machine (local agent)",
-                    since: w
-                        .updated_at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            false,
-        ),
+    let (workspaces, workspaces_error) = match running(&state).await {
+        Ok(running) => (running, false),
         Err(error) => {
             tracing::warn!(
                 error = format!("{error:#}"),
@@ -124,6 +109,39 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
         workspaces_error,
     };
     setup::html(config, StatusCode::OK, page.render(), jar)
+}
+
+/// The workspaces running now, each with the host it runs on.
+async fn running(state: &App) -> anyhow::Result<Vec<Running>> {
+    let mut running = Vec::new();
+    for w in state.workspaces.ready().await? {
+        let host = match w.host_id {
+            // The local provider keeps no hosts: its one agent runs beside sam.
+            None => "this machine (local agent)".to_owned(),
+            Some(id) => match hosts::get(&state.db, id).await? {
+                Some(host) => format!(
+                    "{} ({}, {})",
+                    host.server_name,
+                    host.size,
+                    host.address.as_deref().unwrap_or("no address yet")
+                ),
+                None => format!("host {id} (gone)"),
+            },
+        };
+        running.push(Running {
+            repo: w.repo_full_name,
+            number: w.issue_number,
+            branch: w.branch,
+            requester: w.requester_login,
+            state: w.state.to_string(),
+            host,
+            since: w
+                .updated_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        });
+    }
+    Ok(running)
 }
 
 /// The App's owner when `viewer` may see the page: the owner or an operator.

@@ -101,6 +101,21 @@ impl HetznerSettings {
 }
 
 impl ProviderConfig {
+    /// For the operator's status page: the provider and, for Hetzner, where and on what.
+    pub fn describe(&self) -> String {
+        match self {
+            ProviderConfig::Local => "this machine (local provider)".to_owned(),
+            ProviderConfig::Hetzner(settings) => format!(
+                "Hetzner Cloud, {} ({}, {}, {}), instance label {:?}",
+                settings.location,
+                settings.small.server_type,
+                settings.medium.server_type,
+                settings.large.server_type,
+                settings.instance
+            ),
+        }
+    }
+
     /// Reads `SAM_PROVIDER` and, for `hetzner`, its settings; every problem goes to
     /// `problems`, and the local provider stands in for a provider that could not be read.
     pub fn from_source(source: &Source, problems: &mut Vec<String>) -> Self {

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::scene::{PULL, REPO, ReadyWorkspace, ready_workspace_prepared, workspace_of};
 use crate::support::hetzner::{HetznerStandIn, ServerView};
 use crate::support::http_client;
+use crate::support::visitor::Visitor;
 
 const WAIT: Duration = Duration::from_secs(60);
 const BRANCH: &str = "feature/on-a-host";
@@ -407,6 +408,27 @@ async fn the_local_provider_says_that_it_has_no_sizes() {
         ready.contains("`--size large` changes nothing here"),
         "{ready}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_names_the_server_a_workspace_runs_on() {
+    let (hetzner, scene) = hosted(&[]).await;
+    let server = hetzner.servers().remove(0);
+    scene.github.sign_in_as("sam-owner");
+    let page = Visitor::default()
+        .get(&format!("{}/status", scene.sam.url))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Hetzner Cloud"), "{}", page.body);
+    assert!(page.body.contains(BRANCH), "{}", page.body);
+    assert!(
+        page.body.contains(&server.name) && page.body.contains(&server.ip),
+        "the workspace's row names its server {} at {}: {}",
+        server.name,
+        server.ip,
+        page.body
+    );
+    assert!(!page.body.contains("this machine"), "{}", page.body);
 }
 
 #[tokio::test]
