@@ -21,6 +21,8 @@ use crate::{database, events, replies, setup};
 
 /// How many deliveries one sam process works on at once.
 const WORKERS: usize = 4;
+/// How often sam looks for work that a process which died left in hand.
+const TAKE_OVER_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything a request handler or a worker needs.
 pub struct App {
@@ -74,12 +76,8 @@ impl App {
         if app.registered().is_none() {
             setup::announce(&app)?;
         }
-        app.reconcile().await;
-        match database::deliveries::release_abandoned(&app.db).await {
-            Ok(0) => {}
-            Ok(released) => tracing::warn!(released, "took back deliveries a previous run left"),
-            Err(error) => tracing::warn!(%error, "cannot take back deliveries a previous run left"),
-        }
+        app.take_over_abandoned().await;
+        tokio::spawn(app.clone().take_over_abandoned_forever());
         if let Some(timeout) = app.config.idle_timeout {
             tokio::spawn(app.clone().stop_idle_workspaces(timeout));
         }
@@ -128,14 +126,42 @@ impl App {
         }
     }
 
-    /// Fails the workspaces a previous run left half-prepared, and says so on GitHub, so that
-    /// nobody waits on a status comment that will never move; finishes the stops and
-    /// deletions it left halfway.
-    ///
-    /// This assumes one sam process per database: a second process starting up would fail
-    /// the first one's workspaces in the middle of their checkout.
+    /// Takes over what a sam process that is gone left in hand (this one's previous run, or
+    /// another process sharing the database): deliveries go back to the queue, workspaces
+    /// left half-prepared are failed with a word on GitHub, so that nobody waits on a status
+    /// comment that will never move, and stops and deletions left halfway are finished.
+    /// What a process still connected to the database has in hand is left to it.
+    async fn take_over_abandoned(&self) {
+        self.reconcile().await;
+        match database::deliveries::release_abandoned(&self.db).await {
+            Ok(0) => {}
+            Ok(released) => {
+                tracing::warn!(released, "took back deliveries a sam that is gone left")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot take back deliveries a sam that is gone left")
+            }
+        }
+    }
+
+    /// [`Self::take_over_abandoned`] now and then: another process sharing the database may
+    /// die at any time, and its work should not wait for this one to restart.
+    async fn take_over_abandoned_forever(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(TAKE_OVER_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if *self.stopping.borrow() {
+                return;
+            }
+            self.take_over_abandoned().await;
+        }
+    }
+
+    /// The workspaces' part of [`Self::take_over_abandoned`].
     async fn reconcile(&self) {
-        let stranded = match database::workspaces::in_transition(&self.db).await {
+        let stranded = match database::workspaces::abandoned(&self.db).await {
             Ok(stranded) => stranded,
             Err(error) => {
                 tracing::warn!(%error, "cannot look for workspaces left in transition");
@@ -164,14 +190,24 @@ impl App {
             }
         }
         for workspace in preparing {
-            let reason = "sam restarted while preparing this workspace; write `/sam open` again";
+            let reason = "the sam preparing this workspace stopped before it was ready; write `/sam open` again";
             tracing::warn!(workspace = %workspace.id, state = %workspace.state, "failing a workspace left in transition");
-            if let Err(error) = self.workspaces.fail(workspace.id, reason).await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "cannot fail a stranded workspace"
-                );
-                continue;
+            // Only from where it was left: another process taking over at the same moment,
+            // or a late answer of the one that died, may have moved it on already.
+            match self
+                .workspaces
+                .fail_from(workspace.id, &[workspace.state], reason)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot fail a stranded workspace"
+                    );
+                    continue;
+                }
             }
             let phase = replies::Phase::Failed {
                 reason,

@@ -1,6 +1,8 @@
 //! The delivery queue: webhook bodies stored on receipt and claimed by workers.
 
 use sqlx::{PgExecutor, PgPool};
+
+use super::live_processes;
 use time::OffsetDateTime;
 
 /// How long a worker may hold a delivery before another may take it over.
@@ -75,7 +77,8 @@ pub async fn store_many(
 pub async fn claim(db: &PgPool) -> sqlx::Result<Option<DeliveryModel>> {
     sqlx::query_as(
         "UPDATE deliveries SET state = 'working', attempts = attempts + 1,
-                locked_until = now() + make_interval(secs => $1)
+                locked_until = now() + make_interval(secs => $1),
+                claimed_by = current_setting('application_name')
          WHERE id = (
              SELECT id FROM deliveries
              WHERE available_at <= now()
@@ -90,17 +93,17 @@ pub async fn claim(db: &PgPool) -> sqlx::Result<Option<DeliveryModel>> {
     .await
 }
 
-/// Hands the deliveries a previous run of sam was working on back to the queue, at once
-/// rather than when their lease runs out; returns how many.
-///
-/// Like the workspaces' reconciliation at start, this assumes one sam process per
-/// database: another one's deliveries in hand would be taken from it. Taking one twice
-/// posts nothing twice (the replies' ledger), but it would do the work twice.
+/// Hands the deliveries that a sam process which is gone was working on back to the queue,
+/// at once rather than when their lease runs out; returns how many. Deliveries in the
+/// hands of a process still connected, this one or another sharing the database, are left
+/// to it.
 pub async fn release_abandoned(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
+    Ok(sqlx::query(concat!(
         "UPDATE deliveries SET state = 'pending', locked_until = NULL, available_at = now()
-         WHERE state = 'working'",
-    )
+         WHERE state = 'working' AND (claimed_by IS NULL OR claimed_by NOT IN ",
+        live_processes!(),
+        ")"
+    ))
     .execute(db)
     .await?
     .rows_affected())

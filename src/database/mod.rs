@@ -12,6 +12,17 @@ use anyhow::Context;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// The processes connected to this database now, by the name [`pool`] gives each, as a SQL
+/// subquery: a row taken in hand (`current_setting('application_name')` when it was
+/// written) by a name not among them belongs to a process that is gone.
+macro_rules! live_processes {
+    () => {
+        "(SELECT application_name FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name LIKE 'sam %')"
+    };
+}
+pub(crate) use live_processes;
+
 /// Migrations compiled into the binary, so that an upgrade is one binary and one restart.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -20,8 +31,14 @@ pub fn pool(url: &str) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url
         .parse()
         .context("DATABASE_URL is not a PostgreSQL URL")?;
+    // Every connection of this process carries one name, so that other processes can tell
+    // from PostgreSQL alone whether this one is still alive.
+    let options = options.application_name(&format!("sam {}", uuid::Uuid::new_v4()));
     Ok(PgPoolOptions::new()
         .max_connections(16)
+        // At least one connection stays open, so that the name stays in pg_stat_activity
+        // while the process lives, even when it is idle.
+        .min_connections(1)
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy_with(options))
 }

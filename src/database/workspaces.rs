@@ -70,8 +70,9 @@ pub async fn create_or_find(
     let created: Option<WorkspaceModel> = sqlx::query_as(concat!(
         "INSERT INTO workspaces (id, installation_id, repo_id, repo_full_name, clone_url,
              issue_number, is_pull_request, branch, fetch_ref, head_sha, requester_id,
-             requester_login, size, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'requested')
+             requester_login, size, state, worked_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'requested',
+                 current_setting('application_name'))
          ON CONFLICT (repo_id, fetch_ref, requester_id) WHERE state NOT IN ('deleted', 'failed')
          DO NOTHING
          RETURNING ",
@@ -141,7 +142,8 @@ pub async fn transition(
     let mut tx = db.begin().await?;
     sqlx::query(
         "UPDATE workspaces SET state = $2, updated_at = now(),
-             error = CASE WHEN $2 = 'failed' THEN $3 ELSE NULL END
+             error = CASE WHEN $2 = 'failed' THEN $3 ELSE NULL END,
+             worked_by = current_setting('application_name')
          WHERE id = $1",
     )
     .bind(id)
@@ -167,7 +169,8 @@ pub async fn transition_from(
     let mut tx = db.begin().await?;
     let moved = sqlx::query(
         "UPDATE workspaces SET state = $2, updated_at = now(),
-             error = CASE WHEN $2 = 'failed' THEN $3 ELSE NULL END
+             error = CASE WHEN $2 = 'failed' THEN $3 ELSE NULL END,
+             worked_by = current_setting('application_name')
          WHERE id = $1 AND state = ANY($4)",
     )
     .bind(id)
@@ -239,14 +242,18 @@ pub async fn set_status_comment(
     Ok(())
 }
 
-/// Workspaces whose last state is one sam was in the middle of, for recovery at start-up.
-pub async fn in_transition(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<WorkspaceModel>> {
+/// Workspaces left in the middle of a change by a sam process that is gone, for another
+/// (or the next) to finish or fail. Those a process still connected is working on are
+/// its own business.
+pub async fn abandoned(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<WorkspaceModel>> {
     sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
         " FROM workspaces
          WHERE state IN ('requested', 'provisioning', 'stopping', 'deleting')
-         ORDER BY created_at"
+           AND (worked_by IS NULL OR worked_by NOT IN ",
+        super::live_processes!(),
+        ") ORDER BY created_at"
     ))
     .fetch_all(db)
     .await

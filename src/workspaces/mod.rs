@@ -362,6 +362,18 @@ impl Workspaces {
             .context("recording the failure")
     }
 
+    /// Marks a workspace failed if it is still in one of `from`; false when it was not.
+    pub async fn fail_from(
+        &self,
+        workspace: Uuid,
+        from: &[State],
+        reason: &str,
+    ) -> anyhow::Result<bool> {
+        db::transition_from(&self.db, workspace, from, State::Failed, Some(reason))
+            .await
+            .context("recording the failure")
+    }
+
     /// Reads a workspace.
     pub async fn get(&self, id: Uuid) -> anyhow::Result<Option<WorkspaceModel>> {
         db::get(&self.db, id).await.context("reading the workspace")
