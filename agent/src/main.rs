@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the workspace and terminal API (token key in the SAM_AGENT_KEY env var, hex).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// git credential helper used by the agent's own fetches and by git in the
     /// workspaces' shells; not for people.
     GitCredential {
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
             std::io::stdin().lock(),
             std::io::stdout().lock(),
         ),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
