@@ -10,11 +10,13 @@ mod status;
 mod webhook;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -60,7 +62,11 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_failure(log_failure),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(state)
@@ -85,6 +91,20 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
     } else {
         tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id, delivery)
+    }
+}
+
+/// tower_http's default logs every 5xx at ERROR. sam answers 503 on purpose (no App yet,
+/// the database away) and its handlers log why at the level the cause deserves, so such an
+/// answer is no error of its own, and must not count in `sam_log_events_total` as one.
+/// Any other server error, or a request that ended with no answer, is worth a warning.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(latency_ms, "answered 503: unavailable for now");
+        }
+        class => tracing::warn!(%class, latency_ms, "request failed"),
     }
 }
 

@@ -345,8 +345,9 @@ async fn the_status_page_is_for_the_owner_and_operators_only() {
     assert!(location.contains("/login/oauth/authorize"), "{location}");
 }
 
-#[tokio::test]
-async fn without_an_app_the_status_page_says_why_it_cannot_sign_anyone_in() {
+/// A sam started with none of the App's settings, as on a fresh machine, and what it
+/// needs kept alive beside it.
+async fn sam_without_app() -> (SamServer, (GitHubStandIn, GitServer, TestDatabase)) {
     let git = GitServer::new();
     let github = GitHubStandIn::start().await;
     let db = TestDatabase::create().await;
@@ -355,7 +356,38 @@ async fn without_an_app_the_status_page_says_why_it_cannot_sign_anyone_in() {
         ..Launch::default()
     };
     let sam = SamServer::launch(&github, &git, &db, &[], launch).await;
+    (sam, (github, git, db))
+}
+
+#[tokio::test]
+async fn without_an_app_the_status_page_says_why_it_cannot_sign_anyone_in() {
+    let (sam, _keep) = sam_without_app().await;
     let page = Visitor::default().get(&format!("{}/status", sam.url)).await;
     assert_eq!(page.status, 503);
     assert!(page.body.contains("no GitHub App yet"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn answers_sam_gives_on_purpose_are_not_logged_as_errors() {
+    let (sam, _keep) = sam_without_app().await;
+    // Without an App, a delivery and the status page get 503 and a sentence saying why.
+    let delivery = sam
+        .deliver("ping", "6f0e1d2c-0000-4000-8000-000000000001", b"{}")
+        .await;
+    assert_eq!(delivery.status(), 503);
+    let page = Visitor::default().get(&format!("{}/status", sam.url)).await;
+    assert_eq!(page.status, 503);
+    let missing = http_client()
+        .get(format!("{}/no/such/page", sam.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let samples = scrape(&sam).await;
+    assert_eq!(
+        sample(&samples, "sam_log_events_total", &[("level", "error")]),
+        0.0,
+        "{samples:?}"
+    );
 }
