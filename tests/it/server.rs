@@ -89,6 +89,10 @@ impl SamServer {
             let file = std::fs::File::create(log).expect("creating the log file");
             command.stdout(file);
         }
+        if let Some(errors) = &launch.errors_to {
+            let file = std::fs::File::create(errors).expect("creating the error log file");
+            command.stderr(file);
+        }
         let child = command.spawn().expect("starting sam serve");
         let mut server = Self {
             child,
@@ -178,6 +182,9 @@ pub struct Launch {
     pub without_app: bool,
     /// Write sam's standard output (its log) to this file.
     pub log_to: Option<PathBuf>,
+    /// Write sam's standard error (the local agent's log, which sam passes through) to
+    /// this file.
+    pub errors_to: Option<PathBuf>,
     /// Start on this data directory, as a restarted sam does, instead of a new one.
     pub data_dir: Option<tempfile::TempDir>,
 }
