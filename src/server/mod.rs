@@ -9,6 +9,7 @@ pub mod signature;
 mod status;
 mod webhook;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,9 +128,16 @@ fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &traci
     }
 }
 
-/// Serves until the process is asked to stop.
-pub async fn serve(state: AppState) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+/// Takes the address sam listens on. Done before anything else starts, so that a port in
+/// use stops sam before it migrates the database or starts an agent.
+pub async fn listen(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {}", listen_error(&error)))
+}
+
+/// Serves on `listener` until the process is asked to stop.
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, public_url = %state.config.public_url, "sam is serving");
     // Requests in flight are answered before the server stops; then the workers finish
     // the deliveries in hand. Anything not finished is claimed again at the next start.
@@ -143,6 +151,23 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     state.stop_workers().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The cause of a failed bind in a few words, without the OS error number.
+fn listen_error(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "address in use (another program, or another sam, listens there; set SAM_LISTEN)"
+                .to_owned()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has that address".to_owned()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".to_owned()
+        }
+        _ => error.to_string(),
+    }
 }
 
 /// Accepts connections until `shutdown` completes, then lets each finish the request in
