@@ -68,6 +68,8 @@ impl App {
         });
         if app.registered().is_none() {
             setup::announce(&app)?;
+        } else {
+            setup::forget_link(&app.config);
         }
         app.reconcile().await;
         if let Some(timeout) = app.config.idle_timeout {

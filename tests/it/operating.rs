@@ -361,23 +361,9 @@ async fn the_status_page_is_for_the_owner_and_operators_only() {
     assert!(location.contains("/login/oauth/authorize"), "{location}");
 }
 
-/// A sam started with none of the App's settings, as on a fresh machine, and what it
-/// needs kept alive beside it.
-async fn sam_without_app() -> (SamServer, (GitHubStandIn, GitServer, TestDatabase)) {
-    let git = GitServer::new();
-    let github = GitHubStandIn::start().await;
-    let db = TestDatabase::create().await;
-    let launch = Launch {
-        without_app: true,
-        ..Launch::default()
-    };
-    let sam = SamServer::launch(&github, &git, &db, &[], launch).await;
-    (sam, (github, git, db))
-}
-
 #[tokio::test]
 async fn without_an_app_the_status_page_says_why_it_cannot_sign_anyone_in() {
-    let (sam, _keep) = sam_without_app().await;
+    let (sam, _keep) = SamServer::without_app().await;
     let page = Visitor::default().get(&format!("{}/status", sam.url)).await;
     assert_eq!(page.status, 503);
     assert!(page.body.contains("no GitHub App yet"), "{}", page.body);
@@ -385,7 +371,7 @@ async fn without_an_app_the_status_page_says_why_it_cannot_sign_anyone_in() {
 
 #[tokio::test]
 async fn answers_sam_gives_on_purpose_are_not_logged_as_errors() {
-    let (sam, _keep) = sam_without_app().await;
+    let (sam, _keep) = SamServer::without_app().await;
     // Without an App, a delivery and the status page get 503 and a sentence saying why.
     let delivery = sam
         .deliver("ping", "6f0e1d2c-0000-4000-8000-000000000001", b"{}")

@@ -122,6 +122,20 @@ impl SamServer {
         }
     }
 
+    /// A sam started with none of the App's settings, as on a fresh machine, and the
+    /// stand-ins it works with, to keep alive beside it.
+    pub async fn without_app() -> (Self, (GitHubStandIn, GitServer, TestDatabase)) {
+        let git = GitServer::new();
+        let github = GitHubStandIn::start().await;
+        let db = TestDatabase::create().await;
+        let launch = Launch {
+            without_app: true,
+            ..Launch::default()
+        };
+        let sam = Self::launch(&github, &git, &db, &[], launch).await;
+        (sam, (github, git, db))
+    }
+
     /// Posts a webhook delivery signed with the server's secret.
     pub async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> reqwest::Response {
         http_client()
