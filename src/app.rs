@@ -75,6 +75,8 @@ impl App {
         });
         if app.registered().is_none() {
             setup::announce(&app)?;
+        } else {
+            setup::forget_link(&app.config);
         }
         app.take_over_abandoned().await;
         tokio::spawn(app.clone().take_over_abandoned_forever());

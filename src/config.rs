@@ -34,16 +34,20 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// The keys that together name the GitHub App; all of them or none.
+/// `GITHUB_WEBHOOK_SECRET_PREVIOUS` is not one: it only helps rotate the secret of an App
+/// these keys name, and alone names nothing.
 const APP_KEYS: &[&str] = &[
     "GITHUB_APP_ID",
     "GITHUB_APP_SLUG",
     "GITHUB_APP_PRIVATE_KEY",
     "GITHUB_APP_PRIVATE_KEY_PATH",
     "GITHUB_WEBHOOK_SECRET",
-    "GITHUB_WEBHOOK_SECRET_PREVIOUS",
     "GITHUB_CLIENT_ID",
     "GITHUB_CLIENT_SECRET",
 ];
+
+/// Settings read from the environment only: sam.toml cannot hold them.
+const ENV_ONLY_KEYS: &[&str] = &["SAM_LOG", "SAM_LOG_FORMAT"];
 
 /// Everything sam needs to run, validated.
 #[derive(Clone)]
@@ -65,6 +69,19 @@ pub struct Config {
     pub operators: Vec<String>,
     /// Where workspaces run (`SAM_PROVIDER`), with that provider's settings.
     pub provider: crate::workspaces::settings::ProviderConfig,
+    /// How sam logs (`SAM_LOG`, `SAM_LOG_FORMAT`).
+    pub log: LogSettings,
+    /// What the operator should know about settings sam accepted, to be logged once the
+    /// log is set up.
+    pub warnings: Vec<String>,
+}
+
+/// The log's filter and format, validated.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. `info,sam=debug`.
+    pub filter: String,
+    pub format: crate::logs::Format,
 }
 
 /// The GitHub App's identity: what it signs JWTs with, how it checks deliveries, and its
@@ -112,6 +129,7 @@ impl fmt::Debug for Config {
             .field("app_slug", &self.app.as_ref().map(|app| app.slug.as_str()))
             .field("operators", &self.operators)
             .field("provider", &self.provider)
+            .field("log", &self.log)
             .finish_non_exhaustive()
     }
 }
@@ -127,12 +145,20 @@ impl Source {
     /// or `./sam.toml`.
     pub fn load() -> Result<Self, Vec<String>> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let explicit = env.get("SAM_CONFIG").map(PathBuf::from);
+        let explicit = match env.get("SAM_CONFIG").map(String::as_str) {
+            Some("") => {
+                return Err(vec![
+                    "SAM_CONFIG is set but empty: name the settings file, or unset it to read ./sam.toml when there is one".into(),
+                ]);
+            }
+            Some(path) => Some(PathBuf::from(path)),
+            None => None,
+        };
         let path = explicit
             .clone()
             .unwrap_or_else(|| PathBuf::from("sam.toml"));
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_toml(&path, &text).map_err(|e| vec![e])?,
+            Ok(text) => parse_toml(&path, &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
                 HashMap::new()
             }
@@ -154,47 +180,87 @@ impl Source {
 
     /// The value of `key`, trimmed; `None` when unset or blank.
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.raw(key).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    fn raw(&self, key: &str) -> Option<&str> {
         self.env
             .get(key)
             .or_else(|| self.file.get(key))
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+            .map(String::as_str)
+    }
+
+    /// The settings whose value had spaces or line breaks around it, which [`Source::get`]
+    /// removes: a secret pasted with a trailing newline is a copy slip, not part of it. The
+    /// operator is told, by name only, in case the spaces were meant.
+    fn trimmed_keys(&self) -> Vec<&'static str> {
+        let provider_keys = crate::workspaces::settings::KEYS;
+        KEYS.iter()
+            .chain(provider_keys)
+            .chain(ENV_ONLY_KEYS)
+            .copied()
+            // PEM text ends with a line break by nature.
+            .filter(|key| *key != "GITHUB_APP_PRIVATE_KEY")
+            .filter(|key| {
+                self.raw(key)
+                    .is_some_and(|v| !v.trim().is_empty() && v.trim() != v)
+            })
+            .collect()
     }
 }
 
-fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, String> {
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
+/// The settings in a `sam.toml`; every problem in it is reported, not only the first.
+fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, Vec<String>> {
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| vec![format!("{} is not valid TOML: {e}", path.display())])?;
     let mut values = HashMap::new();
+    let mut problems = Vec::new();
     for (key, value) in table {
         let provider_keys = crate::workspaces::settings::KEYS;
         if !KEYS.contains(&key.as_str()) && !provider_keys.contains(&key.as_str()) {
-            return Err(format!("{}: unknown key {key}", path.display()));
+            let why = if ENV_ONLY_KEYS.contains(&key.as_str()) {
+                "is read from the environment only"
+            } else {
+                "is not a setting of sam's"
+            };
+            problems.push(format!("{}: {key} {why}", path.display()));
+            continue;
         }
-        let value = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            other => {
-                return Err(format!(
-                    "{}: {key} must be a string, not {}",
-                    path.display(),
-                    other.type_str()
-                ));
+        match value {
+            toml::Value::String(s) => {
+                values.insert(key, s);
             }
-        };
-        values.insert(key, value);
+            toml::Value::Integer(i) => {
+                values.insert(key, i.to_string());
+            }
+            other => problems.push(format!(
+                "{}: {key} must be a string, not {}",
+                path.display(),
+                other.type_str()
+            )),
+        }
     }
-    Ok(values)
+    if problems.is_empty() {
+        Ok(values)
+    } else {
+        Err(problems)
+    }
 }
 
 impl Config {
     /// Validates every key, returning all the problems found in plain words.
     pub fn from_source(source: &Source) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
         let database_url = source.get("DATABASE_URL").map(str::to_owned);
-        if database_url.is_none() {
-            problems.push("DATABASE_URL is not set: the PostgreSQL connection URL".to_owned());
+        match database_url.as_deref().map(database_scheme) {
+            None => {
+                problems.push("DATABASE_URL is not set: the PostgreSQL connection URL".to_owned())
+            }
+            Some(Err(why)) => problems.push(format!("DATABASE_URL {why}")),
+            Some(Ok(())) => {}
         }
+        let log = log_settings(source, &mut problems);
 
         let listen = parse_or(source, "SAM_LISTEN", "127.0.0.1:3000", &mut problems, |v| {
             v.parse::<SocketAddr>()
@@ -238,8 +304,18 @@ impl Config {
         let app = if APP_KEYS.iter().any(|key| source.get(key).is_some()) {
             app_credentials(source, &mut problems)
         } else {
+            if source.get("GITHUB_WEBHOOK_SECRET_PREVIOUS").is_some() {
+                warnings.push(
+                    "GITHUB_WEBHOOK_SECRET_PREVIOUS is set without the App's settings, so it is ignored: it helps rotate the secret of an App set with the GITHUB_* settings".into(),
+                );
+            }
             None
         };
+        for key in source.trimmed_keys() {
+            warnings.push(format!(
+                "{key} had spaces or line breaks at its start or end; sam removed them"
+            ));
+        }
         let provider =
             crate::workspaces::settings::ProviderConfig::from_source(source, &mut problems);
 
@@ -251,6 +327,7 @@ impl Config {
             github_url,
             idle_timeout,
             operators,
+            log,
         ) {
             (
                 Some(database_url),
@@ -260,6 +337,7 @@ impl Config {
                 Some(github_url),
                 Some(idle_timeout),
                 Some(operators),
+                Some(log),
             ) if problems.is_empty() => Ok(Config {
                 database_url,
                 listen,
@@ -271,6 +349,8 @@ impl Config {
                 app,
                 operators,
                 provider,
+                log,
+                warnings,
             }),
             _ => Err(problems),
         }
@@ -280,6 +360,40 @@ impl Config {
     pub fn public_origin(&self) -> String {
         self.public_url.origin().ascii_serialization()
     }
+}
+
+/// sqlx reads PostgreSQL URLs only; anything else would fail later, at connection time.
+/// The value is not echoed: it may hold a password.
+fn database_scheme(raw: &str) -> Result<(), String> {
+    let url = Url::parse(raw).map_err(|e| format!("is not a URL ({e})"))?;
+    match url.scheme() {
+        "postgres" | "postgresql" => Ok(()),
+        other => Err(format!(
+            "must be a postgres:// or postgresql:// URL, not {other}://"
+        )),
+    }
+}
+
+/// `SAM_LOG` and `SAM_LOG_FORMAT`, refused when malformed rather than silently replaced by
+/// the defaults.
+fn log_settings(source: &Source, problems: &mut Vec<String>) -> Option<LogSettings> {
+    let filter = source.get("SAM_LOG").unwrap_or("info");
+    let filter = match tracing_subscriber::EnvFilter::builder().parse(filter) {
+        Ok(_) => Some(filter.to_owned()),
+        Err(error) => {
+            problems.push(format!(
+                "SAM_LOG is not a log filter like info or info,sam=debug: {error} (got {filter:?})"
+            ));
+            None
+        }
+    };
+    let format = crate::logs::Format::parse(source.get("SAM_LOG_FORMAT"))
+        .map_err(|error| problems.push(error.to_string()))
+        .ok();
+    Some(LogSettings {
+        filter: filter?,
+        format: format?,
+    })
 }
 
 /// The App's keys, when at least one is set: every one of them is then required.
@@ -501,9 +615,85 @@ mod tests {
     }
 
     #[test]
-    fn unknown_file_keys_are_refused() {
-        let err = parse_toml(Path::new("sam.toml"), "GITHUB_APP_IDD = 3").unwrap_err();
-        assert!(err.contains("unknown key GITHUB_APP_IDD"));
+    fn every_problem_of_the_file_is_reported() {
+        let text = "GITHUB_APP_IDD = 3\nSAM_LISTEN = true\nSAM_LOG = \"debug\"\n";
+        let problems = parse_toml(Path::new("sam.toml"), text)
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            problems.contains("GITHUB_APP_IDD is not a setting"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("SAM_LISTEN must be a string"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("SAM_LOG is read from the environment only"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn the_log_settings_and_the_database_scheme_are_checked() {
+        let problems = Config::from_source(&Source::from_pairs([
+            ("DATABASE_URL", "mysql://sam:hunter2@db/sam"),
+            ("SAM_LOG", "info,sam=loud"),
+            ("SAM_LOG_FORMAT", "yaml"),
+        ]))
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            problems.contains("DATABASE_URL must be a postgres://"),
+            "{problems}"
+        );
+        assert!(!problems.contains("hunter2"), "{problems}");
+        assert!(
+            problems.contains("SAM_LOG is not a log filter"),
+            "{problems}"
+        );
+        assert!(problems.contains("SAM_LOG_FORMAT"), "{problems}");
+        for scheme in ["postgres", "postgresql"] {
+            let url = format!("{scheme}://sam@db/sam");
+            let config = Config::from_source(&Source::from_pairs([
+                ("DATABASE_URL", url.as_str()),
+                ("SAM_LOG", "warn,sam=debug"),
+            ]))
+            .expect("a PostgreSQL URL and a filter");
+            assert_eq!(config.log.filter, "warn,sam=debug");
+        }
+    }
+
+    #[test]
+    fn the_previous_webhook_secret_alone_is_no_app() {
+        let config = Config::from_source(&Source::from_pairs([
+            ("DATABASE_URL", "postgres://db/sam"),
+            ("GITHUB_WEBHOOK_SECRET_PREVIOUS", "old"),
+        ]))
+        .expect("only a rotation aid is set");
+        assert!(config.app.is_none());
+        assert!(
+            config.warnings[0].contains("GITHUB_WEBHOOK_SECRET_PREVIOUS"),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn trimmed_settings_are_named_not_shown() {
+        let config = Config::from_source(&Source::from_pairs([
+            ("DATABASE_URL", "postgres://db/sam"),
+            ("GITHUB_WEBHOOK_SECRET_PREVIOUS", "a secret \n"),
+            ("SAM_DATA_DIR", "/srv/sam"),
+        ]))
+        .unwrap();
+        let warnings = config.warnings.join("\n");
+        assert!(
+            warnings.contains("GITHUB_WEBHOOK_SECRET_PREVIOUS had spaces"),
+            "{warnings}"
+        );
+        assert!(!warnings.contains("a secret"), "{warnings}");
+        assert!(!warnings.contains("SAM_DATA_DIR"), "{warnings}");
     }
 
     #[test]

@@ -37,14 +37,21 @@ impl Format {
     }
 }
 
-/// Installs the log for the process: `SAM_LOG` filters (default `info`), `SAM_LOG_FORMAT`
-/// chooses the format.
-pub fn init() -> anyhow::Result<()> {
-    let format = Format::parse(std::env::var("SAM_LOG_FORMAT").ok().as_deref())?;
-    let filter = EnvFilter::try_from_env("SAM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let lines = match format {
-        Format::Human => fmt::layer().boxed(),
+/// Installs the log for the process, as `SAM_LOG` and `SAM_LOG_FORMAT` say (validated
+/// with the rest of the configuration).
+/// `serve` logs on standard output; the other commands print their results there, and log
+/// on standard error so that the two stay apart.
+pub fn init(settings: &crate::config::LogSettings, on_stderr: bool) -> anyhow::Result<()> {
+    let filter = EnvFilter::builder().parse(&settings.filter)?;
+    let writer = if on_stderr {
+        fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    } else {
+        fmt::writer::BoxMakeWriter::new(std::io::stdout)
+    };
+    let lines = match settings.format {
+        Format::Human => fmt::layer().with_writer(writer).boxed(),
         Format::Json => fmt::layer()
+            .with_writer(writer)
             .json()
             .with_current_span(true)
             .with_span_list(true)

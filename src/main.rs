@@ -50,6 +50,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything else, so that what reading the settings and the data directory
+    // finds worth a warning is shown.
+    let on_stderr = !matches!(cli.command, Command::Serve);
+    if let Err(error) = sam::logs::init(&config.log, on_stderr) {
+        eprintln!("error: cannot set up the log: {}", describe(&error));
+        return ExitCode::FAILURE;
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     match cli.command {
         Command::CheckConfig => {
             println!("The configuration is complete: {config:?}");
@@ -63,7 +73,7 @@ fn main() -> ExitCode {
                         "No GitHub App is set or registered yet: `sam serve` offers to register one on its front page."
                     ),
                     Err(error) => {
-                        eprintln!("error: {error:#}");
+                        eprintln!("error: {}", describe(&error));
                         return ExitCode::FAILURE;
                     }
                 }
@@ -84,20 +94,37 @@ fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     match runtime.block_on(future) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes on one line. Some errors (sqlx's among them) repeat their
+/// cause in their own message; a cause already said is not said again.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
-    sam::logs::init()?;
     sam::server::metrics::install()?;
     raise_open_files_limit();
     keep_memory_private();
     install_crypto();
+    let listener = sam::server::listen(config.listen).await?;
     let app = sam::app::App::start(config).await?;
-    sam::server::serve(app).await
+    sam::server::serve(app, listener).await
 }
 
 async fn receive(

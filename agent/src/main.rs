@@ -86,6 +86,19 @@ struct ServeArgs {
     /// read from SAM_AGENT_BOOTSTRAP_TOKEN.
     #[arg(long, requires = "register")]
     bootstrap_token_file: Option<PathBuf>,
+    /// How log lines on stderr are written; the local agent inherits sam's
+    /// SAM_LOG_FORMAT, so that sam's log, which passes them through, keeps one format.
+    #[arg(long, env = "SAM_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// The formats sam's own log has.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, with the spans the event happened in.
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -130,13 +143,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(_) => Vec::new(),
         None => take_key()?,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(args.log_format);
     raise_open_files_limit();
     keep_memory_private();
 
@@ -186,6 +193,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(%address, root = %args.root.display(), "agent listening");
             server::serve(listener, state, signals).await
         })
+}
+
+fn init_logging(format: LogFormat) {
+    let lines = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        );
+    match format {
+        LogFormat::Human => lines.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => lines
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// sam starts the agent and may die without stopping it (a crash, SIGKILL). The

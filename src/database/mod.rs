@@ -45,6 +45,7 @@ pub fn pool(url: &str) -> anyhow::Result<PgPool> {
 
 /// Applies pending migrations; several sam processes may race here, sqlx takes a lock.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    reach(pool).await?;
     MIGRATOR
         .run(pool)
         .await
@@ -57,4 +58,27 @@ pub async fn is_usable(pool: &PgPool) -> bool {
         .fetch_one(pool)
         .await
         .is_ok()
+}
+
+/// Opens one connection of the pool's own, outside it: a pool that cannot connect says
+/// only that it timed out, where a connection says why (refused, no such database, wrong
+/// password), and the message names the server (never the password) so the operator
+/// knows which setting to look at.
+async fn reach(pool: &PgPool) -> anyhow::Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let options = pool.connect_options();
+    let server = format!(
+        "{}:{} (database {})",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("named like the user")
+    );
+    let what = || format!("cannot reach the database at {server}");
+    let connection = tokio::time::timeout(Duration::from_secs(10), options.connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+        .with_context(what)?
+        .with_context(what)?;
+    let _ = connection.close().await;
+    Ok(())
 }

@@ -57,6 +57,35 @@ pub fn stored_app(config: &Config) -> anyhow::Result<Option<AppCredentials>> {
     Ok(Some(app))
 }
 
+/// Removes a setup link an earlier start left behind, now that sam has an App: its code
+/// is void, and a file that looks like a way in only misleads.
+pub fn forget_link(config: &Config) {
+    let path = config.data_dir.join(LINK_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            tracing::info!(link_file = %path.display(), "removed the setup link: sam has an App")
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(%error, link_file = %path.display(), "cannot remove the stale setup link")
+        }
+    }
+}
+
+/// True when `url` names this machine only (`localhost`, 127.0.0.0/8, `::1`), where
+/// GitHub's webhooks cannot reach sam.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Writes the link to the registration form (setup code included) where only sam's user
 /// can read it, and says in the log where it is. The code itself never reaches the log.
 pub fn announce(app: &App) -> anyhow::Result<()> {
@@ -113,6 +142,10 @@ struct FrontPage<'a> {
     form: Option<RegisterForm>,
     setup_code: &'a str,
     link_file: String,
+    /// Set when a setup code was given and it is not this sam's.
+    wrong_code: bool,
+    /// Set when `SAM_PUBLIC_URL` is a loopback address, which GitHub cannot reach.
+    unreachable_url: Option<String>,
 }
 
 struct RegisterForm {
@@ -138,6 +171,8 @@ pub async fn front(
             form: None,
             setup_code: "",
             link_file,
+            wrong_code: false,
+            unreachable_url: None,
         };
         return html(&state.config, StatusCode::OK, page.render(), jar);
     }
@@ -150,11 +185,13 @@ pub async fn front(
             form: None,
             setup_code: "",
             link_file,
+            wrong_code: !code_given.is_empty(),
+            unreachable_url: None,
         };
-        let status = if code_given.is_empty() {
-            StatusCode::OK
-        } else {
+        let status = if page.wrong_code {
             StatusCode::FORBIDDEN
+        } else {
+            StatusCode::OK
         };
         return html(&state.config, status, page.render(), jar);
     }
@@ -217,6 +254,9 @@ pub async fn front(
         form: Some(form),
         setup_code: &state.setup_token,
         link_file,
+        wrong_code: false,
+        unreachable_url: is_loopback(&state.config.public_url)
+            .then(|| state.config.public_url.to_string()),
     };
     html(
         &state.config,
@@ -468,5 +508,20 @@ mod tests {
         );
         assert_eq!(manifest["default_permissions"], file["default_permissions"]);
         assert_eq!(manifest["default_events"], file["default_events"]);
+    }
+
+    #[test]
+    fn loopback_addresses_are_recognised() {
+        for url in [
+            "http://127.0.0.1:3000/",
+            "http://localhost:3000/",
+            "http://[::1]:3000/",
+            "http://127.1.2.3/",
+        ] {
+            assert!(is_loopback(&url.parse().unwrap()), "{url}");
+        }
+        for url in ["https://sam.example.org/", "http://10.0.0.5:3000/"] {
+            assert!(!is_loopback(&url.parse().unwrap()), "{url}");
+        }
     }
 }

@@ -75,9 +75,20 @@ pub fn agent_program() -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "sam-agent was not found beside {}; build it with `cargo build -p sam-agent`",
-        exe.display()
+        "sam-agent was not found beside {}; build it with `{}`",
+        exe.display(),
+        agent_build_command()
     )
+}
+
+/// The command that puts `sam-agent` beside this `sam`: cargo keeps each profile's
+/// binaries apart, so an optimized sam needs an optimized agent.
+fn agent_build_command() -> &'static str {
+    if cfg!(debug_assertions) {
+        "cargo build -p sam-agent"
+    } else {
+        "cargo build --release -p sam-agent"
+    }
 }
 
 /// The account shells run as when sam runs as root.
@@ -243,5 +254,12 @@ mod tests {
         assert_eq!(url("0.0.0.0:3000"), "http://127.0.0.1:3000/");
         assert_eq!(url("[::]:3000"), "http://[::1]:3000/");
         assert_eq!(url("10.0.0.5:8080"), "http://10.0.0.5:8080/");
+    }
+
+    #[test]
+    fn a_missing_agent_is_built_with_the_profile_sam_was_built_with() {
+        let command = agent_build_command();
+        assert!(command.starts_with("cargo build"), "{command}");
+        assert_eq!(command.contains("--release"), !cfg!(debug_assertions));
     }
 }

@@ -74,6 +74,18 @@ async fn a_fresh_sam_registers_its_app_on_github_and_handles_the_first_delivery(
     assert!(!front.body.contains("name=\"manifest\""), "{}", front.body);
     let wrong = stranger.get(&format!("{}/?setup=guess", sam.url)).await;
     assert_eq!(wrong.status, 403);
+    assert!(
+        wrong
+            .body
+            .contains("This setup code is not the one sam wrote"),
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong.body.contains("SAM_DATA_DIR/setup-link"),
+        "{}",
+        wrong.body
+    );
 
     // The operator opens the setup link sam left in its data directory.
     let link_file = sam.data_dir.path().join("setup-link");
@@ -86,6 +98,12 @@ async fn a_fresh_sam_registers_its_app_on_github_and_handles_the_first_delivery(
         .get(&format!("{}&name=Our+sam&org=acme", link.trim()))
         .await;
     assert_eq!(for_org.status, 200, "{}", for_org.body);
+    // The tests' sam is on 127.0.0.1, where GitHub's webhooks cannot reach it.
+    assert!(
+        for_org.body.contains("GitHub cannot deliver webhooks to"),
+        "{}",
+        for_org.body
+    );
     let action = attribute_after(&for_org.body, "<form method=\"post\"", "action").unwrap();
     assert!(
         action.starts_with(&format!(
@@ -319,4 +337,20 @@ async fn sam_receive_signs_and_delivers_a_payload_to_a_running_sam() {
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("is not JSON"), "{error}");
     assert_eq!(stage.deliveries().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_setup_link_left_from_before_an_app_was_set_is_removed() {
+    let (mut sam, (github, git, db)) = SamServer::without_app().await;
+    assert!(sam.data_dir.path().join("setup-link").exists());
+    let data_dir = std::mem::replace(&mut sam.data_dir, tempfile::tempdir().unwrap());
+    drop(sam);
+
+    // Started again with the App's settings, sam has no use for the link.
+    let with_app = Launch {
+        data_dir: Some(data_dir),
+        ..Launch::default()
+    };
+    let sam = SamServer::launch(&github, &git, &db, &[], with_app).await;
+    assert!(!sam.data_dir.path().join("setup-link").exists());
 }

@@ -20,6 +20,7 @@ mod scene;
 mod server;
 mod stage;
 mod standin_selftest;
+mod startup;
 mod support;
 mod terminal;
 mod webhooks;

@@ -165,6 +165,17 @@ async fn metrics_count_a_delivery_its_command_and_the_calls_to_github() {
     );
 }
 
+/// A log file's text, and its lines read as JSON; a line that is not JSON fails the test.
+fn json_lines(path: &std::path::Path) -> (String, Vec<Value>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (text, lines)
+}
+
 #[tokio::test]
 async fn json_logs_are_json_lines_and_sam_stops_cleanly_on_sigterm() {
     let repo = "Codertocat/Hello-World";
@@ -174,8 +185,10 @@ async fn json_logs_are_json_lines_and_sam_stops_cleanly_on_sigterm() {
     github.add_repo(repo, installation);
     let db = TestDatabase::create().await;
     let log = tempfile::NamedTempFile::new().unwrap();
+    let agent_log = tempfile::NamedTempFile::new().unwrap();
     let launch = Launch {
         log_to: Some(log.path().to_owned()),
+        errors_to: Some(agent_log.path().to_owned()),
         ..Launch::default()
     };
     let settings = [("SAM_LOG_FORMAT", "json")];
@@ -204,14 +217,17 @@ async fn json_logs_are_json_lines_and_sam_stops_cleanly_on_sigterm() {
     let status = sam.terminate(WAIT).await;
     assert!(status.success(), "sam exited with {status} after SIGTERM");
 
-    let text = std::fs::read_to_string(log.path()).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let (text, lines) = json_lines(log.path());
     assert!(lines.len() >= 3, "{text}");
-    for line in &lines {
+    // The local agent writes to the standard error sam passes through: JSON too.
+    let (agent_text, agent_lines) = json_lines(agent_log.path());
+    assert!(
+        agent_lines
+            .iter()
+            .any(|l| l["target"] == "sam_agent" && l["fields"]["message"] == "agent listening"),
+        "{agent_text}"
+    );
+    for line in lines.iter().chain(&agent_lines) {
         assert!(line["timestamp"].is_string(), "{line}");
         assert!(line["level"].is_string(), "{line}");
         assert!(line["fields"].is_object(), "{line}");
@@ -347,15 +363,33 @@ async fn the_status_page_is_for_the_owner_and_operators_only() {
 
 #[tokio::test]
 async fn without_an_app_the_status_page_says_why_it_cannot_sign_anyone_in() {
-    let git = GitServer::new();
-    let github = GitHubStandIn::start().await;
-    let db = TestDatabase::create().await;
-    let launch = Launch {
-        without_app: true,
-        ..Launch::default()
-    };
-    let sam = SamServer::launch(&github, &git, &db, &[], launch).await;
+    let (sam, _keep) = SamServer::without_app().await;
     let page = Visitor::default().get(&format!("{}/status", sam.url)).await;
     assert_eq!(page.status, 503);
     assert!(page.body.contains("no GitHub App yet"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn answers_sam_gives_on_purpose_are_not_logged_as_errors() {
+    let (sam, _keep) = SamServer::without_app().await;
+    // Without an App, a delivery and the status page get 503 and a sentence saying why.
+    let delivery = sam
+        .deliver("ping", "6f0e1d2c-0000-4000-8000-000000000001", b"{}")
+        .await;
+    assert_eq!(delivery.status(), 503);
+    let page = Visitor::default().get(&format!("{}/status", sam.url)).await;
+    assert_eq!(page.status, 503);
+    let missing = http_client()
+        .get(format!("{}/no/such/page", sam.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let samples = scrape(&sam).await;
+    assert_eq!(
+        sample(&samples, "sam_log_events_total", &[("level", "error")]),
+        0.0,
+        "{samples:?}"
+    );
 }

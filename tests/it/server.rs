@@ -89,6 +89,10 @@ impl SamServer {
             let file = std::fs::File::create(log).expect("creating the log file");
             command.stdout(file);
         }
+        if let Some(errors) = &launch.errors_to {
+            let file = std::fs::File::create(errors).expect("creating the error log file");
+            command.stderr(file);
+        }
         let child = command.spawn().expect("starting sam serve");
         let mut server = Self {
             child,
@@ -116,6 +120,20 @@ impl SamServer {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A sam started with none of the App's settings, as on a fresh machine, and the
+    /// stand-ins it works with, to keep alive beside it.
+    pub async fn without_app() -> (Self, (GitHubStandIn, GitServer, TestDatabase)) {
+        let git = GitServer::new();
+        let github = GitHubStandIn::start().await;
+        let db = TestDatabase::create().await;
+        let launch = Launch {
+            without_app: true,
+            ..Launch::default()
+        };
+        let sam = Self::launch(&github, &git, &db, &[], launch).await;
+        (sam, (github, git, db))
     }
 
     /// Posts a webhook delivery signed with the server's secret.
@@ -185,6 +203,9 @@ pub struct Launch {
     pub without_app: bool,
     /// Write sam's standard output (its log) to this file.
     pub log_to: Option<PathBuf>,
+    /// Write sam's standard error (the local agent's log, which sam passes through) to
+    /// this file.
+    pub errors_to: Option<PathBuf>,
     /// Start on this data directory, as a restarted sam does, instead of a new one.
     pub data_dir: Option<tempfile::TempDir>,
 }

@@ -1,0 +1,140 @@
+//! Starting sam, or checking its settings, with something wrong: each problem is named,
+//! all at once, and the warnings worth seeing are shown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use crate::support::github::GitHubStandIn;
+
+/// `sam <args>` with exactly these settings.
+fn sam(args: &[&str], settings: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sam"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(settings.iter().copied())
+        .output()
+        .expect("running sam")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn check_config_names_every_malformed_setting_at_once() {
+    let output = sam(
+        &["check-config"],
+        &[
+            ("DATABASE_URL", "mysql://sam:hunter2@127.0.0.1/sam"),
+            ("SAM_LOG", "info,sam=chatty"),
+            ("SAM_LOG_FORMAT", "xml"),
+        ],
+    );
+    let text = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    for named in [
+        "DATABASE_URL",
+        "SAM_LOG is not a log filter",
+        "SAM_LOG_FORMAT",
+    ] {
+        assert!(text.contains(named), "{named} not named in: {text}");
+    }
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn an_empty_sam_config_is_refused_with_a_reason() {
+    let output = sam(
+        &["check-config"],
+        &[
+            ("DATABASE_URL", "postgres://sam@db/sam"),
+            ("SAM_CONFIG", ""),
+        ],
+    );
+    let text = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("SAM_CONFIG is set but empty"), "{text}");
+}
+
+#[tokio::test]
+async fn an_app_file_others_can_read_is_warned_about() {
+    let github = GitHubStandIn::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("github-app.json");
+    let registration = serde_json::json!({
+        "id": github.app_id(),
+        "slug": github.app_slug(),
+        "owner": "Codertocat",
+        "pem": github.private_key_pem(),
+        "webhook_secret": "a secret",
+        "client_id": github.client_id(),
+        "client_secret": github.client_secret(),
+    });
+    std::fs::write(&file, registration.to_string()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = sam(
+        &["check-config"],
+        &[
+            ("DATABASE_URL", "postgres://sam@db/sam"),
+            ("SAM_DATA_DIR", data.path().to_str().unwrap()),
+            ("NO_COLOR", "1"),
+        ],
+    );
+    let text = text(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("readable by other users"), "{text}");
+    assert!(
+        text.contains("sam will run as the App it registered"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = sam(
+        &["serve"],
+        &[
+            ("DATABASE_URL", "postgres://sam@127.0.0.1:1/sam"),
+            ("SAM_LISTEN", &address),
+        ],
+    );
+    let text = text(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("cannot listen on {address}: address in use")),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_named_once_without_its_password() {
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://sam:hunter2@127.0.0.1:{port}/sam");
+    let output = sam(&["serve"], &[("DATABASE_URL", &url)]);
+    let text = text(&output);
+    assert!(!output.status.success(), "{text}");
+    let error = text
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {text}"));
+    assert!(
+        error.contains(&format!("cannot reach the database at 127.0.0.1:{port}")),
+        "{error}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert_eq!(error.matches("refused").count(), 1, "{error}");
+}
