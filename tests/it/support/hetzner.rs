@@ -47,6 +47,8 @@ pub struct ServerView {
     pub network: Option<(i64, String)>,
     /// The agent's root directory, where checkouts land.
     pub root: PathBuf,
+    /// The agent's state directory, where it keeps its registration.
+    pub state_dir: PathBuf,
 }
 
 struct Server {
@@ -181,6 +183,7 @@ impl HetznerStandIn {
             ip: next_ip(),
             network: None,
             root: PathBuf::new(),
+            state_dir: PathBuf::new(),
         };
         model.servers.insert(
             id,
@@ -379,6 +382,7 @@ async fn create(
         },
         network: networks.first().map(|n| (*n, next_ip())),
         root: dir.path().join("workspaces"),
+        state_dir: dir.path().join("state"),
     };
     let hold = model.hold_boots;
     let agent = if hold {
@@ -468,6 +472,10 @@ fn boot(
             "--root" => {
                 value()?;
                 command.arg(arg).arg(&root);
+            }
+            "--state-dir" => {
+                value()?;
+                command.arg(arg).arg(&view.state_dir);
             }
             // Tests do not run as root, so there is no account to switch to.
             "--shell-user" => {
