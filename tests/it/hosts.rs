@@ -254,6 +254,39 @@ async fn sam_open_creates_a_server_whose_agent_serves_the_shell() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_and_started_again_keeps_serving_its_workspaces() {
+    let (hetzner, scene) = hosted(&[]).await;
+    let server = hetzner.servers().remove(0);
+    let pool = scene.database().await;
+    let workspace = workspace_of(&scene.link);
+    let (address, port, certificate) = agent_of(&pool, &workspace).await;
+    shell_answers(&scene, &scene.link, BRANCH).await;
+
+    // SIGKILL: the agent saves nothing on its way out. Its bootstrap token is spent.
+    hetzner.restart_agent(server.id).await;
+    let agent = pinned_client(&address, port, &certificate);
+    eventually(
+        "the restarted agent serves its pinned certificate on its port",
+        || agent.is_healthy(),
+    )
+    .await;
+    assert!(
+        hetzner.agent_running(server.id),
+        "the restarted agent exited"
+    );
+    assert_eq!(
+        agent_of(&pool, &workspace).await,
+        (address, port, certificate),
+        "sam's record of the agent changed"
+    );
+    let (_, state, _) = host_of(&pool, &workspace).await;
+    assert_eq!(state, "ready");
+
+    // The workspace works through sam as before: a new shell on the same checkout.
+    shell_answers(&scene, &scene.link, BRANCH).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workspaces_share_a_host_while_it_has_room_and_large_ones_get_a_large_server() {
     let (hetzner, scene) = hosted(&[
         ("HETZNER_WORKSPACES_SMALL", "2"),
