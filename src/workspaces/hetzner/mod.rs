@@ -78,7 +78,7 @@ impl HetznerPool {
         if public_url.scheme() != "https" {
             tracing::warn!(
                 public_url = %public_url,
-                "SAM_PUBLIC_URL is not https: agents on Hetzner hosts receive their keys over plain HTTP"
+                "SAM_PUBLIC_URL is not https: agents on Hetzner hosts receive their keys, and send the certificates sam pins, over plain HTTP"
             );
         }
         let api = HetznerApi::new(&settings.api_url, settings.api_token.clone());
