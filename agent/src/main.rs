@@ -165,9 +165,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // is the one registration returns.
             let (listener, key, tls, control_url) = match registering {
                 Some((url, state_dir, start)) => {
-                    let (listener, registration) = registered(args.listen, &url, &state_dir, start).await?;
+                    let (listener, registration) =
+                        registered(args.listen, &url, &state_dir, start).await?;
                     let tls = registration.identity.server_config()?;
-                    (listener, registration.key, Some(tls), args.control_url.or(Some(url)))
+                    let control_url = args.control_url.or(Some(url));
+                    (listener, registration.key, Some(tls), control_url)
                 }
                 None => (bind(args.listen).await?, key, None, args.control_url),
             };
@@ -190,7 +192,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             });
 
             announce(address)?;
-            tracing::info!(%address, root = %args.root.display(), tls = tls.is_some(), "agent listening");
+            let root = args.root.display();
+            tracing::info!(%address, %root, tls = tls.is_some(), "agent listening");
             match tls {
                 Some(config) => {
                     server::serve(tls::TlsListener::new(listener, config)?, state, signals).await
