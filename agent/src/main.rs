@@ -6,6 +6,7 @@ mod register;
 mod server;
 mod shell_user;
 mod terminal;
+mod tls;
 mod workspace;
 
 use std::io::{IsTerminal, Write};
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use register::Start;
 use server::{AppState, StopSignals};
 use terminal::Sessions;
 use workspace::Workspaces;
@@ -79,9 +81,15 @@ struct ServeArgs {
     #[arg(long)]
     control_url: Option<url::Url>,
     /// On a host sam created: the sam to register with (its public URL); the key then
-    /// comes from sam in exchange for a one-time bootstrap token, not from SAM_AGENT_KEY.
-    #[arg(long)]
+    /// comes from sam in exchange for a one-time bootstrap token, not from SAM_AGENT_KEY,
+    /// and the API is served over TLS with a certificate the agent makes, which sam pins.
+    #[arg(long, requires = "state_dir")]
     register: Option<url::Url>,
+    /// With --register: where the agent keeps what registration gave it (its key, port
+    /// and TLS identity, in a file only root may read), so that after a restart it serves
+    /// again as before; the bootstrap token works only once.
+    #[arg(long, requires = "register")]
+    state_dir: Option<PathBuf>,
     /// The file holding the bootstrap token, deleted once read; without it the token is
     /// read from SAM_AGENT_BOOTSTRAP_TOKEN.
     #[arg(long, requires = "register")]
@@ -132,14 +140,15 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     die_with_parent()?;
-    let bootstrap = match &args.register {
-        Some(url) => Some((
+    let registering = match (&args.register, &args.state_dir) {
+        (Some(url), Some(state_dir)) => Some((
             url.clone(),
-            register::take_token(args.bootstrap_token_file.as_deref())?,
+            state_dir.clone(),
+            register::prepare(state_dir, args.bootstrap_token_file.as_deref())?,
         )),
-        None => None,
+        _ => None,
     };
-    let key = match bootstrap {
+    let key = match registering {
         Some(_) => Vec::new(),
         None => take_key()?,
     };
@@ -161,17 +170,17 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .transpose()?;
             // Registering first: on a host sam created, the key that signs token requests
             // is the one registration returns.
-            let listener = TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            let address = listener.local_addr().context("no local address")?;
-            let (key, control_url) = match bootstrap {
-                Some((url, token)) => {
-                    let key = register::register(&url, &token, address.port()).await?;
-                    (key, args.control_url.or(Some(url)))
+            let (listener, key, tls, control_url) = match registering {
+                Some((url, state_dir, start)) => {
+                    let (listener, registration) =
+                        registered(args.listen, &url, &state_dir, start).await?;
+                    let tls = registration.identity.server_config()?;
+                    let control_url = args.control_url.or(Some(url));
+                    (listener, registration.key, Some(tls), control_url)
                 }
-                None => (key, args.control_url),
+                None => (bind(args.listen).await?, key, None, args.control_url),
             };
+            let address = listener.local_addr().context("no local address")?;
             let control = control_url
                 .map(|url| credential::broker::ControlPlane::new(url, &key))
                 .transpose()?;
@@ -190,8 +199,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             });
 
             announce(address)?;
-            tracing::info!(%address, root = %args.root.display(), "agent listening");
-            server::serve(listener, state, signals).await
+            let root = args.root.display();
+            tracing::info!(%address, %root, tls = tls.is_some(), "agent listening");
+            match tls {
+                Some(config) => {
+                    server::serve(tls::TlsListener::new(listener, config)?, state, signals).await
+                }
+                None => server::serve(listener, state, signals).await,
+            }
         })
 }
 
@@ -208,6 +223,50 @@ fn init_logging(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(true)
             .init(),
+    }
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Listens and registers with the sam at `url`, or, when the agent registered before,
+/// listens where sam knows it: on the port it registered, whatever `listen` says.
+async fn registered(
+    listen: SocketAddr,
+    url: &url::Url,
+    state_dir: &std::path::Path,
+    start: Start,
+) -> anyhow::Result<(TcpListener, register::Registration)> {
+    match start {
+        Start::Registered(registration) => {
+            if listen.port() != 0 && listen.port() != registration.port {
+                tracing::warn!(
+                    asked = listen.port(),
+                    registered = registration.port,
+                    "listening on the port sam knows, not the one asked for"
+                );
+            }
+            let listener = bind(SocketAddr::new(listen.ip(), registration.port)).await?;
+            tracing::info!(host = %registration.host, state_dir = %state_dir.display(), "serving as registered before");
+            Ok((listener, registration))
+        }
+        Start::New(token) => {
+            let listener = bind(listen).await?;
+            let port = listener.local_addr().context("no local address")?.port();
+            let identity = tls::Identity::generate()?;
+            let registration = register::register(url, &token, port, identity).await?;
+            // Serving now is still worth it: only a restart would find nothing saved.
+            if let Err(error) = registration.save(state_dir) {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot save the registration; after a restart this agent cannot serve"
+                );
+            }
+            Ok((listener, registration))
+        }
     }
 }
 

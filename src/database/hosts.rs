@@ -17,6 +17,8 @@ pub struct HostModel {
     pub server_id: Option<i64>,
     pub address: Option<String>,
     pub agent_port: Option<i32>,
+    /// The certificate the agent registered with, DER; sam trusts no other for it.
+    pub agent_certificate: Option<Vec<u8>>,
     pub bootstrap_expires_at: OffsetDateTime,
     pub error: Option<String>,
     pub created_at: OffsetDateTime,
@@ -26,7 +28,7 @@ pub struct HostModel {
 macro_rules! columns {
     () => {
         "h.id, h.provider, h.size, h.capacity, h.state, h.server_name, h.server_id, h.address,
-         h.agent_port, h.bootstrap_expires_at, h.error, h.created_at"
+         h.agent_port, h.agent_certificate, h.bootstrap_expires_at, h.error, h.created_at"
     };
 }
 
@@ -184,16 +186,18 @@ pub async fn give_up(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> sqlx::R
     Ok(())
 }
 
-/// Redeems a bootstrap token: the token is gone, the host's agent is on `port`, and the
-/// host is ready if its address is known (else it stays `creating` until
-/// [`ready_at`]). `None` for a token that is unknown, used or expired.
+/// Redeems a bootstrap token: the token is gone, the host's agent is on `port` serving
+/// `certificate`, and the host is ready if its address is known (else it stays
+/// `creating` until [`ready_at`]). `None` for a token that is unknown, used or expired.
 pub async fn redeem(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
     port: u16,
+    certificate: &[u8],
 ) -> sqlx::Result<Option<HostModel>> {
     sqlx::query_as(concat!(
-        "UPDATE hosts h SET agent_port = $2, bootstrap_hash = NULL, updated_at = now(),
+        "UPDATE hosts h SET agent_port = $2, agent_certificate = $3, bootstrap_hash = NULL,
+             updated_at = now(),
              state = CASE WHEN h.address IS NULL THEN h.state ELSE 'ready' END
          WHERE h.bootstrap_hash = $1 AND h.state = 'creating' AND h.server_id IS NOT NULL
            AND h.bootstrap_expires_at > now()
@@ -202,6 +206,7 @@ pub async fn redeem(
     ))
     .bind(token_hash)
     .bind(i32::from(port))
+    .bind(certificate)
     .fetch_optional(db)
     .await
 }

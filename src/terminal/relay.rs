@@ -58,21 +58,11 @@ pub async fn run(
     workspace: Uuid,
     session: String,
 ) {
-    let request = match agent.terminal_request(workspace, &session) {
-        Ok(request) => request,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "building the agent request");
-            return;
-        }
-    };
     let (mut browser_tx, mut browser_rx) = browser.split();
-    // Without Nagle's algorithm: a keystroke sent right after an ack would otherwise wait for
-    // the agent's delayed TCP acknowledgement of the ack, about 40 ms.
-    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
-    let agent_socket = match connect.await {
-        Ok((socket, _)) => socket,
+    let agent_socket = match agent.open_terminal(workspace, &session).await {
+        Ok(socket) => socket,
         Err(error) => {
-            tracing::warn!(%error, %workspace, "the workspace agent refused a terminal");
+            tracing::warn!(error = format!("{error:#}"), %workspace, "the workspace agent refused a terminal");
             let close = CloseFrame {
                 code: 1011,
                 reason: "the workspace host is unavailable".into(),

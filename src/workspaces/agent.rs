@@ -1,24 +1,50 @@
 //! The client side of `sam-agent`'s API, whichever host the agent runs on.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use std::sync::Arc;
-
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
 /// How long an agent token lives: long enough for one request or one socket to open.
 const TOKEN_TTL: Duration = Duration::from_secs(60);
 
-/// An agent reachable at `base` (like `http://127.0.0.1:4100`), trusting tokens signed by `key`.
+/// How long reaching an agent may take, TCP and TLS handshakes included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long opening a terminal socket may take: generous, as an agent opening many
+/// sessions at once answers each upgrade late, but bounded, so a host that swallows
+/// packets does not hold the browser's socket forever.
+const OPEN_TERMINAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An agent reachable at `authority` (like `127.0.0.1:4100`), trusting tokens signed by
+/// `key`.
 #[derive(Clone)]
 pub struct AgentClient {
+    /// `http://` or `https://` and the authority.
     base: String,
+    authority: String,
+    /// TLS that accepts only the agent's pinned certificate; `None` for plain HTTP.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     key: Arc<[u8]>,
     http: reqwest::Client,
 }
+
+/// Whatever a terminal socket to an agent runs over: TCP, or TLS over TCP.
+pub trait AgentIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AgentIo for T {}
+
+/// A terminal socket to an agent.
+pub type AgentSocket = WebSocketStream<Box<dyn AgentIo>>;
 
 /// What to check out, as the agent's `PUT /workspaces/{id}` takes it.
 #[derive(Debug, Serialize)]
@@ -56,13 +82,47 @@ struct AgentError {
 }
 
 impl AgentClient {
-    /// A client for the agent at `base`.
-    pub fn new(base: String, key: Arc<[u8]>) -> Self {
+    /// Plain HTTP and WebSocket to the agent at `authority`: only for an agent whose
+    /// traffic never leaves sam's machine.
+    pub fn plain(authority: String, key: Arc<[u8]>) -> Self {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .expect("a plain HTTP client always builds");
-        Self { base, key, http }
+        Self {
+            base: format!("http://{authority}"),
+            authority,
+            tls: None,
+            key,
+            http,
+        }
+    }
+
+    /// HTTPS and WSS to the agent at `address` and `port`, which must present
+    /// `certificate` (DER) and no other.
+    pub fn pinned(
+        address: &str,
+        port: u16,
+        key: Arc<[u8]>,
+        certificate: &[u8],
+    ) -> anyhow::Result<Self> {
+        let config = super::pinned::client_config(certificate)?;
+        let authority = match address.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port).to_string(),
+            Err(_) => format!("{address}:{port}"),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tls_backend_preconfigured(ClientConfig::clone(&config))
+            .build()
+            .context("building the agent's HTTPS client")?;
+        Ok(Self {
+            base: format!("https://{authority}"),
+            authority,
+            tls: Some((config, super::pinned::server_name(address)?)),
+            key,
+            http,
+        })
     }
 
     fn token(&self, workspace: Uuid) -> String {
@@ -159,15 +219,50 @@ impl AgentClient {
         response.is_ok_and(|r| r.status().is_success())
     }
 
+    /// Opens a socket to terminal session `session` of a workspace.
+    pub async fn open_terminal(
+        &self,
+        workspace: Uuid,
+        session: &str,
+    ) -> anyhow::Result<AgentSocket> {
+        let request = self.terminal_request(workspace, session)?;
+        let open = async {
+            let tcp = TcpStream::connect(&self.authority)
+                .await
+                .context("reaching the workspace agent")?;
+            // Without Nagle's algorithm: a keystroke sent right after an ack would
+            // otherwise wait for the agent's delayed TCP acknowledgement of the ack,
+            // about 40 ms.
+            tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
+            let io: Box<dyn AgentIo> = match &self.tls {
+                None => Box::new(tcp),
+                Some((config, name)) => Box::new(
+                    tokio_rustls::TlsConnector::from(config.clone())
+                        .connect(name.clone(), tcp)
+                        .await
+                        .context("TLS with the workspace agent")?,
+                ),
+            };
+            let (socket, _) = tokio_tungstenite::client_async(request, io)
+                .await
+                .context("the workspace agent refused the terminal")?;
+            anyhow::Ok(socket)
+        };
+        tokio::time::timeout(OPEN_TERMINAL_TIMEOUT, open)
+            .await
+            .context("the workspace agent did not answer in time")?
+    }
+
     /// The WebSocket request that attaches to terminal session `session` of a workspace.
-    pub fn terminal_request(
+    fn terminal_request(
         &self,
         workspace: Uuid,
         session: &str,
     ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
-        let ws_base = self.base.replacen("http", "ws", 1);
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
         let url = format!(
-            "{ws_base}/workspaces/{workspace}/sessions/{}",
+            "{scheme}://{}/workspaces/{workspace}/sessions/{}",
+            self.authority,
             urlencoding::encode(session)
         );
         let mut request = url.into_client_request().context("terminal URL")?;

@@ -205,10 +205,10 @@ impl Agent {
         let announcement: Announcement = serde_json::from_str(&line)
             .with_context(|| format!("unexpected agent announcement {line:?}"))?;
         tracing::info!(listen = %announcement.listen, pid = child.id(), "workspace agent started");
-        let client = AgentClient::new(
-            format!("http://{}", announcement.listen),
-            Arc::from(key.as_slice()),
-        );
+        // Plain HTTP: the agent listens on loopback beside sam, so its traffic never
+        // crosses a network anyone else could read, and anyone on this machine who could
+        // read loopback traffic could read sam's memory and keys too.
+        let client = AgentClient::plain(announcement.listen, Arc::from(key.as_slice()));
         Ok((child, client))
     }
 }

@@ -5,6 +5,7 @@ mod activity;
 pub mod agent;
 pub mod hetzner;
 pub mod local;
+pub mod pinned;
 pub mod settings;
 mod state;
 

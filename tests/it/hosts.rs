@@ -1,7 +1,10 @@
 //! Workspaces on Hetzner Cloud hosts, against the API stand-in: the stand-in boots each
 //! server by running the real `sam-agent` from the user data sam gave it, on a loopback
-//! address of its own, and the agent registers with sam by redeeming its bootstrap token.
+//! address of its own, and the agent registers with sam by redeeming its bootstrap token
+//! and handing over the certificate sam then reaches it with, over TLS.
 
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -9,6 +12,8 @@ use sam_protocol::frame::Frame;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_tungstenite::tungstenite::Message;
+
+use sam::workspaces::agent::AgentClient;
 
 use crate::scene::{PULL, REPO, ReadyWorkspace, ready_workspace_prepared, workspace_of};
 use crate::support::hetzner::{HetznerStandIn, ServerView};
@@ -84,11 +89,14 @@ fn bootstrap_token(server: &ServerView) -> String {
         .to_owned()
 }
 
-async fn register(scene: &ReadyWorkspace, token: &str) -> (u16, String) {
+/// Registers as an agent on port 4100 serving `certificate` (DER).
+async fn register(scene: &ReadyWorkspace, token: &str, certificate: &[u8]) -> (u16, String) {
+    use base64::Engine;
+    let certificate = base64::engine::general_purpose::STANDARD.encode(certificate);
     let response = http_client()
         .post(format!("{}/api/agents/register", scene.sam.url))
         .bearer_auth(token)
-        .json(&serde_json::json!({ "port": 4100 }))
+        .json(&serde_json::json!({ "port": 4100, "certificate": certificate }))
         .send()
         .await
         .unwrap();
@@ -105,6 +113,25 @@ async fn host_of(pool: &PgPool, workspace: &str) -> (uuid::Uuid, String, Option<
     .fetch_one(pool)
     .await
     .unwrap()
+}
+
+/// Where sam reaches the agent of a workspace's host, and the certificate it pinned:
+/// `(address, port, certificate)`.
+async fn agent_of(pool: &PgPool, workspace: &str) -> (String, u16, Vec<u8>) {
+    let (address, port, certificate): (String, i32, Vec<u8>) = sqlx::query_as(
+        "SELECT h.address, h.agent_port, h.agent_certificate FROM hosts h
+         JOIN workspaces w ON w.host_id = h.id WHERE w.id = $1::uuid",
+    )
+    .bind(workspace)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    (address, u16::try_from(port).unwrap(), certificate)
+}
+
+/// A client of the agent at `address:port` that trusts `certificate` alone, as sam's does.
+fn pinned_client(address: &str, port: u16, certificate: &[u8]) -> AgentClient {
+    AgentClient::pinned(address, port, Arc::from(&[0u8; 32][..]), certificate).unwrap()
 }
 
 /// Polls `check` until it holds, failing with `what` after [`WAIT`].
@@ -199,6 +226,64 @@ async fn sam_open_creates_a_server_whose_agent_serves_the_shell() {
     assert!(server.root.join(&workspace).join("README.md").is_file());
     assert!(!scene.sam.workspaces_dir().join(&workspace).exists());
 
+    // sam pinned the certificate the agent serves: a client trusting it is served, one
+    // trusting any other certificate is not, and plain HTTP gets no answer.
+    let (address, port, certificate) = agent_of(&pool, &workspace).await;
+    assert_eq!(address, server.ip);
+    assert!(
+        pinned_client(&address, port, &certificate)
+            .is_healthy()
+            .await
+    );
+    let mut other = certificate.clone();
+    *other.last_mut().unwrap() ^= 1;
+    assert!(
+        !pinned_client(&address, port, &other).is_healthy().await,
+        "the agent was trusted with a certificate other than the pinned one"
+    );
+    let plain = http_client()
+        .get(format!("http://{address}:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "the agent answered plain HTTP: {plain:?}");
+    // The agent keeps its registration and TLS key for its restarts, for root alone.
+    let saved = server.state_dir.join("registration.json");
+    let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", saved.display());
+
+    shell_answers(&scene, &scene.link, BRANCH).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_and_started_again_keeps_serving_its_workspaces() {
+    let (hetzner, scene) = hosted(&[]).await;
+    let server = hetzner.servers().remove(0);
+    let pool = scene.database().await;
+    let workspace = workspace_of(&scene.link);
+    let (address, port, certificate) = agent_of(&pool, &workspace).await;
+    shell_answers(&scene, &scene.link, BRANCH).await;
+
+    // SIGKILL: the agent saves nothing on its way out. Its bootstrap token is spent.
+    hetzner.restart_agent(server.id).await;
+    let agent = pinned_client(&address, port, &certificate);
+    eventually(
+        "the restarted agent serves its pinned certificate on its port",
+        || agent.is_healthy(),
+    )
+    .await;
+    assert!(
+        hetzner.agent_running(server.id),
+        "the restarted agent exited"
+    );
+    assert_eq!(
+        agent_of(&pool, &workspace).await,
+        (address, port, certificate),
+        "sam's record of the agent changed"
+    );
+    let (_, state, _) = host_of(&pool, &workspace).await;
+    assert_eq!(state, "ready");
+
+    // The workspace works through sam as before: a new shell on the same checkout.
     shell_answers(&scene, &scene.link, BRANCH).await;
 }
 
@@ -251,13 +336,19 @@ async fn workspaces_share_a_host_while_it_has_room_and_large_ones_get_a_large_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_token_works_once_and_not_after_it_expires() {
     let (hetzner, scene) = hosted(&[("HETZNER_BOOTSTRAP_TTL", "5s")]).await;
+    let pool = scene.database().await;
+    // A real certificate, so that only the token decides below.
+    let (_, _, certificate) = agent_of(&pool, &workspace_of(&scene.link)).await;
     // The first server's agent redeemed its token: a second use is refused.
     let used = bootstrap_token(&hetzner.servers()[0]);
-    let (status, body) = register(&scene, &used).await;
+    let (status, body) = register(&scene, &used, &certificate).await;
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("used already, or expired"), "{body}");
-    let (status, _) = register(&scene, "not-a-token").await;
+    let (status, _) = register(&scene, "not-a-token", &certificate).await;
     assert_eq!(status, 401);
+    // Something that is no certificate is refused before any token is looked at.
+    let (status, body) = register(&scene, &used, b"not a certificate").await;
+    assert_eq!(status, 400, "{body}");
 
     // A host that never boots never registers: its token expires, and the workspace fails.
     hetzner.hold_boots(true);
@@ -283,7 +374,7 @@ async fn a_bootstrap_token_works_once_and_not_after_it_expires() {
         .body;
     assert!(failed.contains("did not register"), "{failed}");
     // The token was never used, so only its expiry refuses it now.
-    let (status, body) = register(&scene, &bootstrap_token(&held)).await;
+    let (status, body) = register(&scene, &bootstrap_token(&held), &certificate).await;
     assert_eq!(status, 401, "an expired token was accepted: {body}");
     eventually("the given-up host's server is deleted", || {
         let gone = !hetzner.servers().iter().any(|s| s.id == held.id);

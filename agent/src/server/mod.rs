@@ -11,7 +11,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
 
@@ -75,11 +74,15 @@ impl StopSignals {
 
 /// Serves until SIGTERM or SIGINT, then hangs up every session (so no shell
 /// outlives the agent) and gives connections a moment to close.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L>(
+    listener: L,
     state: Arc<AppState>,
     mut signals: StopSignals,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = tokio::spawn(
         axum::serve(listener, router(state.clone()))

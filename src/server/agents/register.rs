@@ -2,13 +2,16 @@
 //! token and receives the key it checks sam's requests with.
 //!
 //! The token (bearer) is all the agent proves: it was written into one host's user data,
-//! is stored by sam only as a hash, works once, and expires. The body names only the port
-//! the agent listens on; its address is the one the provider's API gave the host.
+//! is stored by sam only as a hash, works once, and expires. The body names the port the
+//! agent listens on and the certificate it serves there, which sam then pins; its address
+//! is the one the provider's API gave the host.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -21,6 +24,10 @@ use crate::workspaces::Provider;
 pub struct Registration {
     /// The port the agent listens on.
     pub port: u16,
+    /// The certificate the agent serves its API with: DER, in base64. Optional here
+    /// only so that an older agent, which sends none, is told why it is refused.
+    #[serde(default)]
+    pub certificate: Option<String>,
 }
 
 /// What the agent gets back.
@@ -52,13 +59,26 @@ pub async fn register(
     let Some(Json(registration)) = body else {
         return refuse(
             StatusCode::BAD_REQUEST,
-            "the body must be JSON like {\"port\": 4100}",
+            "the body must be JSON like {\"port\": 4100, \"certificate\": \"<base64 DER>\"}",
         );
     };
     if registration.port == 0 {
         return refuse(StatusCode::BAD_REQUEST, "port 0 is not a listening port");
     }
-    match pool.register(token, registration.port).await {
+    let Some(certificate) = registration.certificate else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the agent sent no TLS certificate; install the sam-agent that comes with this sam",
+        );
+    };
+    let certificate = match BASE64.decode(certificate.trim()) {
+        Ok(der) => der,
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "the certificate is not base64"),
+    };
+    if let Err(error) = crate::workspaces::pinned::check_certificate(&certificate) {
+        return refuse(StatusCode::BAD_REQUEST, &format!("{error:#}"));
+    }
+    match pool.register(token, registration.port, &certificate).await {
         Ok(Some(registered)) => Json(Registered {
             host: registered.host,
             key: hex::encode(registered.key),

@@ -1,5 +1,7 @@
 //! The user data a new host boots with: cloud-init installs `sam-agent` and starts it
-//! under systemd, pointed at sam to register with a one-time bootstrap token.
+//! under systemd, pointed at sam to register with a one-time bootstrap token. systemd
+//! starts it again whenever it stops and at each boot; the agent then serves with what
+//! its first registration saved in [`STATE_DIR`].
 //!
 //! The document is JSON after the `#cloud-config` header: JSON is YAML, so cloud-init
 //! reads it as it is, and sam needs no YAML writer to get the quoting right.
@@ -13,6 +15,8 @@ pub const TOKEN_PATH: &str = "/etc/sam-agent/bootstrap-token";
 pub const UNIT_PATH: &str = "/etc/systemd/system/sam-agent.service";
 const AGENT_PATH: &str = "/usr/local/bin/sam-agent";
 const ROOT: &str = "/var/lib/sam-agent/workspaces";
+/// Where the agent keeps its registration and TLS identity, readable by root alone.
+pub const STATE_DIR: &str = "/var/lib/sam-agent/state";
 const SHELL_USER: &str = "sam-shell";
 
 /// What goes into one host's user data.
@@ -39,10 +43,15 @@ pub fn user_data(boot: &Boot<'_>) -> String {
         boot.register_url.to_string(),
         "--bootstrap-token-file".into(),
         TOKEN_PATH.into(),
+        "--state-dir".into(),
+        STATE_DIR.into(),
     ];
+    // Restart=always: a crash, the OOM killer or a stray SIGTERM must not leave the host's
+    // workspaces without their agent; RestartSec keeps a failing start from spinning.
     let unit = format!(
-        "[Unit]\nDescription=sam workspace agent\nWants=network-online.target\nAfter=network-online.target\n\n\
-         [Service]\nExecStart={}\n\n[Install]\nWantedBy=multi-user.target\n",
+        "[Unit]\nDescription=sam workspace agent\nWants=network-online.target\nAfter=network-online.target\n\
+         StartLimitIntervalSec=0\n\n\
+         [Service]\nExecStart={}\nRestart=always\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\n",
         shlex::try_join(exec.iter().map(String::as_str)).expect("no NUL in the agent's arguments")
     );
     let mut runcmd = vec![
@@ -131,6 +140,8 @@ mod tests {
                 .any(|w| w == ["--bootstrap-token-file", TOKEN_PATH])
         );
         assert!(args.windows(2).any(|w| w == ["--listen", "0.0.0.0:4100"]));
+        assert!(args.windows(2).any(|w| w == ["--state-dir", STATE_DIR]));
+        assert!(unit.lines().any(|l| l == "Restart=always"), "{unit}");
         assert!(text.contains("sha256sum -c"));
     }
 }

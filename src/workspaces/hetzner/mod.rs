@@ -3,8 +3,9 @@
 //!
 //! A new host boots with user data that installs `sam-agent` and starts it with a
 //! one-time bootstrap token ([`cloud_init`]). The agent redeems the token at
-//! `POST /api/agents/register` and receives its key there; sam reaches it at the address
-//! the Hetzner API gave the server, never at one the agent claims.
+//! `POST /api/agents/register`, sending the certificate it serves its API with, and
+//! receives its key there; sam reaches it at the address the Hetzner API gave the server,
+//! never at one the agent claims, over TLS that accepts that certificate alone.
 
 pub mod api;
 pub mod cloud_init;
@@ -77,7 +78,7 @@ impl HetznerPool {
         if public_url.scheme() != "https" {
             tracing::warn!(
                 public_url = %public_url,
-                "SAM_PUBLIC_URL is not https: agents on Hetzner hosts receive their keys over plain HTTP"
+                "SAM_PUBLIC_URL is not https: agents on Hetzner hosts receive their keys, and send the certificates sam pins, over plain HTTP"
             );
         }
         let api = HetznerApi::new(&settings.api_url, settings.api_token.clone());
@@ -234,32 +235,52 @@ impl HetznerPool {
         let host = db::of_workspace(&self.inner.db, workspace)
             .await?
             .context("the workspace has no host")?;
-        let (Some(address), Some(port), "ready") = (
+        let (Some(address), Some(port), Some(certificate), "ready") = (
             host.address.as_deref(),
-            host.agent_port,
+            host.agent_port.and_then(|p| u16::try_from(p).ok()),
+            host.agent_certificate.as_deref(),
             host.state.as_str(),
         ) else {
+            if host.state == "ready" && host.agent_certificate.is_none() {
+                bail!(
+                    "the workspace's host registered without a TLS certificate (an agent older than this sam); delete the workspace and open it again"
+                );
+            }
             bail!(
                 "the workspace's host is {}{}",
                 host.state,
                 host.error.map(|e| format!(": {e}")).unwrap_or_default()
             );
         };
+        if let Some(client) = self
+            .inner
+            .clients
+            .lock()
+            .expect("clients lock")
+            .get(&host.id)
+        {
+            return Ok(client.clone());
+        }
+        let client = AgentClient::pinned(
+            address,
+            port,
+            Arc::from(self.host_key(host.id).as_slice()),
+            certificate,
+        )?;
         let mut clients = self.inner.clients.lock().expect("clients lock");
-        let client = clients.entry(host.id).or_insert_with(|| {
-            AgentClient::new(
-                format!("http://{address}:{port}"),
-                Arc::from(self.host_key(host.id).as_slice()),
-            )
-        });
-        Ok(client.clone())
+        Ok(clients.entry(host.id).or_insert(client).clone())
     }
 
-    /// Redeems a bootstrap token for an agent now listening on `port`; `None` when the
-    /// token is unknown, used already, or expired.
-    pub async fn register(&self, token: &str, port: u16) -> anyhow::Result<Option<Registered>> {
+    /// Redeems a bootstrap token for an agent now listening on `port` with `certificate`;
+    /// `None` when the token is unknown, used already, or expired.
+    pub async fn register(
+        &self,
+        token: &str,
+        port: u16,
+        certificate: &[u8],
+    ) -> anyhow::Result<Option<Registered>> {
         let hash = Sha256::digest(token.trim().as_bytes());
-        let Some(mut host) = db::redeem(&self.inner.db, &hash, port).await? else {
+        let Some(mut host) = db::redeem(&self.inner.db, &hash, port, certificate).await? else {
             return Ok(None);
         };
         if host.state != "ready" {

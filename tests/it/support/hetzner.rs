@@ -5,9 +5,12 @@
 //! A created server "boots" as cloud-init would: the stand-in reads the user data it was
 //! given, finds the systemd unit's `ExecStart` and the bootstrap token file it names, and
 //! runs the real `sam-agent` from `target/debug` with those arguments, listening on the
-//! loopback address (`127.0.0.N`) that is the server's public IP here.
+//! loopback address (`127.0.0.N`) that is the server's public IP here. A server's agent
+//! can be killed and started again with the same arguments, as systemd would after a
+//! crash or a reboot.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,13 +50,25 @@ pub struct ServerView {
     pub network: Option<(i64, String)>,
     /// The agent's root directory, where checkouts land.
     pub root: PathBuf,
+    /// The agent's state directory, where it keeps its registration.
+    pub state_dir: PathBuf,
 }
 
 struct Server {
     view: ServerView,
+    /// How its agent starts, for starting it again.
+    launch: Option<Launch>,
     /// The agent "booted" on it; dropping it kills the agent, as deleting a server would.
     agent: Option<tokio::process::Child>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// The agent's command line and environment, as the systemd unit gives them.
+#[derive(Clone)]
+struct Launch {
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    home: PathBuf,
 }
 
 struct Model {
@@ -140,6 +155,39 @@ impl HetznerStandIn {
         model.servers.values().map(|s| s.view.clone()).collect()
     }
 
+    /// Kills the agent of server `id` with SIGKILL, as a crash would, and starts it again
+    /// with the same arguments, as systemd would; cloud-init writes no files again, so
+    /// there is no bootstrap token this time. Returns the new agent's process id.
+    pub async fn restart_agent(&self, id: i64) -> u32 {
+        let (old, launch) = {
+            let mut model = self.shared.model.lock().unwrap();
+            let server = model.servers.get_mut(&id).expect("no such server");
+            (server.agent.take(), server.launch.clone())
+        };
+        let mut old = old.expect("the server's agent is not running");
+        let old_pid = old.id();
+        old.kill().await.expect("the agent is killed");
+        let launch = launch.expect("the server was booted");
+        let agent = start_agent(&launch).expect("the agent starts again");
+        let pid = agent.id().expect("a running agent has a process id");
+        assert_ne!(Some(pid), old_pid);
+        let mut model = self.shared.model.lock().unwrap();
+        if let Some(server) = model.servers.get_mut(&id) {
+            server.agent = Some(agent);
+        }
+        pid
+    }
+
+    /// Whether the agent of server `id` is still running.
+    pub fn agent_running(&self, id: i64) -> bool {
+        let mut model = self.shared.model.lock().unwrap();
+        model
+            .servers
+            .get_mut(&id)
+            .and_then(|s| s.agent.as_mut())
+            .is_some_and(|agent| matches!(agent.try_wait(), Ok(None)))
+    }
+
     /// Whether servers created from now on stay down (their agent never starts).
     pub fn hold_boots(&self, hold: bool) {
         self.shared.model.lock().unwrap().hold_boots = hold;
@@ -181,11 +229,13 @@ impl HetznerStandIn {
             ip: next_ip(),
             network: None,
             root: PathBuf::new(),
+            state_dir: PathBuf::new(),
         };
         model.servers.insert(
             id,
             Server {
                 view,
+                launch: None,
                 agent: None,
                 _dir: None,
             },
@@ -379,13 +429,14 @@ async fn create(
         },
         network: networks.first().map(|n| (*n, next_ip())),
         root: dir.path().join("workspaces"),
+        state_dir: dir.path().join("state"),
     };
     let hold = model.hold_boots;
-    let agent = if hold {
-        None
+    let (launch, agent) = if hold {
+        (None, None)
     } else {
-        match boot(&shared, &view, dir.path()) {
-            Ok(child) => Some(child),
+        match boot(&shared, &view, dir.path()).and_then(|l| Ok((start_agent(&l)?, l))) {
+            Ok((child, launch)) => (Some(launch), Some(child)),
             Err(why) => panic!("server {id} could not boot from its user data: {why}"),
         }
     };
@@ -394,6 +445,7 @@ async fn create(
         id,
         Server {
             view,
+            launch,
             agent,
             _dir: Some(dir),
         },
@@ -410,12 +462,9 @@ async fn create(
         .into_response()
 }
 
-/// What cloud-init would do with sam's user data: write the files, then start the unit.
-fn boot(
-    shared: &Shared,
-    view: &ServerView,
-    dir: &std::path::Path,
-) -> Result<tokio::process::Child, String> {
+/// What cloud-init would do with sam's user data: write the files, then read how the unit
+/// starts the agent.
+fn boot(shared: &Shared, view: &ServerView, dir: &std::path::Path) -> Result<Launch, String> {
     let document = view
         .user_data
         .strip_prefix("#cloud-config\n")
@@ -454,7 +503,7 @@ fn boot(
     }
     let root = dir.join("workspaces");
     std::fs::create_dir_all(&root).unwrap();
-    let mut command = tokio::process::Command::new(agent_binary());
+    let mut command: Vec<OsString> = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().cloned().ok_or(format!("{arg} has no value"));
@@ -463,11 +512,15 @@ fn boot(
                 let listen = value()?;
                 let port = listen.rsplit_once(':').ok_or("--listen has no port")?.1;
                 let host = view.network.as_ref().map_or(&view.ip, |(_, ip)| ip);
-                command.arg(arg).arg(format!("{host}:{port}"));
+                command.extend([arg.into(), format!("{host}:{port}").into()]);
             }
             "--root" => {
                 value()?;
-                command.arg(arg).arg(&root);
+                command.extend([arg.into(), root.clone().into()]);
+            }
+            "--state-dir" => {
+                value()?;
+                command.extend([arg.into(), view.state_dir.clone().into()]);
             }
             // Tests do not run as root, so there is no account to switch to.
             "--shell-user" => {
@@ -478,23 +531,29 @@ fn boot(
                 let token = file(&path).ok_or(format!("no file {path} in write_files"))?;
                 let local = dir.join("bootstrap-token");
                 std::fs::write(&local, token).unwrap();
-                command.arg(arg).arg(&local);
+                command.extend([arg.into(), local.into()]);
             }
-            _ => {
-                command.arg(arg);
-            }
+            _ => command.push(arg.into()),
         }
     }
-    command
+    Ok(Launch {
+        args: command,
+        env: shared.agent_env.lock().unwrap().clone(),
+        home: dir.to_owned(),
+    })
+}
+
+fn start_agent(launch: &Launch) -> Result<tokio::process::Child, String> {
+    tokio::process::Command::new(agent_binary())
+        .args(&launch.args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .envs(shared.agent_env.lock().unwrap().clone())
+        .env("HOME", &launch.home)
+        .envs(launch.env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    command
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start sam-agent: {e}"))
 }
