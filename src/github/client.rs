@@ -138,6 +138,28 @@ impl GitHub {
         Ok(crab)
     }
 
+    /// The installations sam has a client for (those it acted for since it started),
+    /// by id.
+    pub(super) fn installation_clients(&self) -> Vec<(u64, Arc<Octocrab>)> {
+        let Ok(clients) = self.clients() else {
+            return Vec::new();
+        };
+        let installations = clients.installations.lock();
+        let mut listed: Vec<_> = installations
+            .map(|map| map.iter().map(|(id, crab)| (*id, crab.clone())).collect())
+            .unwrap_or_default();
+        listed.sort_unstable_by_key(|(id, _)| *id);
+        listed
+    }
+
+    /// The ids of the installations sam acted for since it started, in order.
+    pub fn installations_called(&self) -> Vec<u64> {
+        self.installation_clients()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// Operations on one repository, as its installation.
     pub fn repo(&self, installation: u64, full_name: &str) -> anyhow::Result<RepoClient> {
         let (owner, name) = full_name

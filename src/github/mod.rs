@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod events;
+pub mod headroom;
 pub mod once;
 pub mod retry;
 pub mod tokens;

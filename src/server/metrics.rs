@@ -2,6 +2,7 @@
 //! its workspaces, read from the database at each scrape.
 
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -11,6 +12,7 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
+use crate::github::headroom::Headroom;
 use crate::workspaces::State as WorkspaceState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -57,6 +59,18 @@ pub fn install() -> anyhow::Result<()> {
         "sam_terminal_sessions_open",
         "Terminals relayed between a browser and a workspace right now"
     );
+    describe_gauge!(
+        "sam_github_rate_limit_remaining",
+        "Calls left in GitHub's REST rate limit window, per installation sam acted for"
+    );
+    describe_gauge!(
+        "sam_github_rate_limit",
+        "GitHub's REST rate limit per window, per installation sam acted for"
+    );
+    describe_gauge!(
+        "sam_github_rate_limit_reset_seconds",
+        "When the rate limit window resets, in seconds since the Unix epoch"
+    );
     describe_counter!(
         "sam_github_api_calls_total",
         "Calls to GitHub's API made through sam's App client, by outcome"
@@ -99,6 +113,31 @@ pub async fn count_deliveries(request: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
+/// How long a scrape waits for GitHub to tell each installation's rate limit.
+const HEADROOM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an answer about rate limits is reused: `/metrics` needs no sign-in, and however
+/// often it is scraped, GitHub is asked at most this often.
+const HEADROOM_MAX_AGE: Duration = Duration::from_secs(15);
+
+/// The installations' rate-limit headroom, asked of GitHub at most every
+/// [`HEADROOM_MAX_AGE`] (sooner when sam has begun acting for another installation);
+/// scrapes at the same moment share one asking.
+async fn headroom(state: &AppState) -> Vec<Headroom> {
+    type Asked = (Instant, Vec<u64>, Vec<Headroom>);
+    static LAST: tokio::sync::Mutex<Option<Asked>> = tokio::sync::Mutex::const_new(None);
+    let installations = state.github.installations_called();
+    let mut last = LAST.lock().await;
+    if let Some((asked, of, headroom)) = last.as_ref()
+        && asked.elapsed() < HEADROOM_MAX_AGE
+        && *of == installations
+    {
+        return headroom.clone();
+    }
+    let headroom = state.github.headroom(HEADROOM_TIMEOUT).await;
+    *last = Some((Instant::now(), installations, headroom.clone()));
+    headroom
+}
+
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let counts: Result<Vec<(String, i64)>, _> =
         sqlx::query_as("SELECT state, count(*) FROM workspaces GROUP BY state")
@@ -117,6 +156,15 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         }
         // The other figures are still worth having; the gauges keep their last values.
         Err(error) => tracing::warn!(%error, "cannot count workspaces for /metrics"),
+    }
+    for headroom in headroom(&state).await {
+        let installation = headroom.installation.to_string();
+        gauge!("sam_github_rate_limit_remaining", "installation" => installation.clone())
+            .set(headroom.remaining as f64);
+        gauge!("sam_github_rate_limit", "installation" => installation.clone())
+            .set(headroom.limit as f64);
+        gauge!("sam_github_rate_limit_reset_seconds", "installation" => installation)
+            .set(headroom.reset as f64);
     }
     let Some(handle) = HANDLE.get() else {
         return (

@@ -100,6 +100,9 @@ async fn metrics_count_a_delivery_its_command_and_the_calls_to_github() {
         0.0
     );
 
+    stage
+        .github
+        .set_rate_limit_remaining(stage.installation(), 4321);
     let (_, payload) = stage.write(1, "Codertocat", "/sam help");
     stage.deliver(&payload).await;
     stage.wait_until_handled(1).await;
@@ -141,6 +144,25 @@ async fn metrics_count_a_delivery_its_command_and_the_calls_to_github() {
         "{after:#?}"
     );
     assert_eq!(sample(&after, "sam_workspaces", &[("state", "ready")]), 0.0);
+    // What GitHub says is left of the rate limit of the installation sam acted for.
+    let installation = stage.installation().to_string();
+    assert_eq!(
+        sample(
+            &after,
+            "sam_github_rate_limit_remaining",
+            &[("installation", installation.as_str())]
+        ),
+        4321.0,
+        "{after:#?}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "sam_github_rate_limit",
+            &[("installation", installation.as_str())]
+        ),
+        5000.0
+    );
 
     // A delivery with a bad signature is counted as such.
     let refused = http_client()

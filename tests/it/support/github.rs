@@ -240,9 +240,19 @@ impl GitHubStandIn {
                 account: account.to_owned(),
                 repos: BTreeSet::new(),
                 permissions: default_installation_permissions(),
+                rate_limit_remaining: 5000,
             };
             m.installations.insert(id, installation);
             id
+        })
+    }
+
+    /// Sets what `GET /rate_limit` reports as left to `installation`.
+    pub fn set_rate_limit_remaining(&self, installation: u64, remaining: u64) {
+        self.shared.update(|m| {
+            if let Some(installation) = m.installations.get_mut(&installation) {
+                installation.rate_limit_remaining = remaining;
+            }
         })
     }
 

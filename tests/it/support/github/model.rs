@@ -181,6 +181,8 @@ pub(super) struct Installation {
     /// Repository keys (lower-case `owner/name`).
     pub repos: BTreeSet<String>,
     pub permissions: Value,
+    /// What `GET /rate_limit` says is left of the installation's 5,000 calls an hour.
+    pub rate_limit_remaining: u64,
 }
 
 pub(super) struct Repo {

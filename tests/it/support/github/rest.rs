@@ -62,6 +62,7 @@ const REACTIONS: [&str; 8] = [
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/app", get(get_app))
+        .route("/rate_limit", get(get_rate_limit))
         .route("/app/installations/{id}", get(get_installation))
         .route(
             "/app/installations/{id}/access_tokens",
@@ -107,6 +108,25 @@ async fn get_app(State(shared): Stand, headers: HeaderMap) -> Answer {
     shared.read(|model| {
         auth::require_app(model, &headers)?;
         ok(answers::app(model))
+    })
+}
+
+/// An installation token's rate limit; GitHub does not count this call against it.
+async fn get_rate_limit(State(shared): Stand, headers: HeaderMap) -> Answer {
+    shared.read(|model| {
+        let installation = auth::credential(&headers)
+            .and_then(|c| model.tokens.get(c))
+            .filter(|t| t.expires_at > OffsetDateTime::now_utc())
+            .and_then(|t| model.installations.get(&t.installation))
+            .ok_or_else(ApiError::bad_credentials)?;
+        let core = json!({
+            "limit": 5000,
+            "used": 5000 - installation.rate_limit_remaining,
+            "remaining": installation.rate_limit_remaining,
+            "reset": OffsetDateTime::now_utc().unix_timestamp() + 3600,
+            "resource": "core",
+        });
+        ok(json!({ "resources": { "core": core }, "rate": core }))
     })
 }
 
