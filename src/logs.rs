@@ -2,6 +2,8 @@
 //! learns from it: how many warnings and errors were logged, and how GitHub answered the
 //! calls octocrab made.
 
+use std::io::IsTerminal;
+
 use metrics::counter;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -42,14 +44,29 @@ impl Format {
 /// `serve` logs on standard output; the other commands print their results there, and log
 /// on standard error so that the two stay apart.
 pub fn init(settings: &crate::config::LogSettings, on_stderr: bool) -> anyhow::Result<()> {
-    let filter = EnvFilter::builder().parse(&settings.filter)?;
-    let writer = if on_stderr {
-        fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    let mut filter = EnvFilter::builder().parse(&settings.filter)?;
+    if !settings.filter.contains("sqlx") {
+        // PostgreSQL's notices, like the "already exists, skipping" of every start's
+        // migrations, tell an operator nothing to act on; a filter naming sqlx still shows
+        // them.
+        filter = filter.add_directive("sqlx::postgres::notice=warn".parse()?);
+    }
+    let (writer, terminal) = if on_stderr {
+        (
+            fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )
     } else {
-        fmt::writer::BoxMakeWriter::new(std::io::stdout)
+        (
+            fmt::writer::BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )
     };
+    // Colour codes only where someone reads them: not in a file, a pipe or journald, and
+    // not when NO_COLOR (no-color.org) asks for none.
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let lines = match settings.format {
-        Format::Human => fmt::layer().with_writer(writer).boxed(),
+        Format::Human => fmt::layer().with_writer(writer).with_ansi(colour).boxed(),
         Format::Json => fmt::layer()
             .with_writer(writer)
             .json()

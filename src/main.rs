@@ -146,7 +146,13 @@ async fn receive(
         )?,
     };
     let base = url.unwrap_or_else(|| config.public_url.to_string());
-    let target = format!("{}/api/github/webhook", base.trim_end_matches('/'));
+    // sam's base URL, or the webhook's own URL as GitHub's settings show it.
+    let base = base.trim_end_matches('/');
+    let target = if base.ends_with("/api/github/webhook") {
+        base.to_owned()
+    } else {
+        format!("{base}/api/github/webhook")
+    };
     let signature =
         sam::server::signature::sign(app.webhook_secret.expose_secret().as_bytes(), &body);
     let response = reqwest::Client::new()

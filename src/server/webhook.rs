@@ -10,6 +10,7 @@
 //! way the signature covers the bytes as sent, and what is stored is the JSON.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,22 @@ pub fn body_limit() -> DefaultBodyLimit {
 }
 
 /// Receives one delivery.
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        // Answered in JSON like every other refusal, for GitHub's delivery log.
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than GitHub's 25 MiB limit for webhook payloads",
+            );
+        }
+        Err(rejection) => return answer(rejection.status(), &rejection.body_text()),
+    };
     let Some(app) = state.registered() else {
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -53,17 +69,13 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         Ok(payload) => payload,
         Err(refusal) => return refusal,
     };
-    let Some(event) = header_str(&headers, "x-github-event") else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            "the X-GitHub-Event header is missing",
-        );
+    let event = match header_str(&headers, "X-GitHub-Event") {
+        Ok(event) => event,
+        Err(refusal) => return refusal,
     };
-    let Some(delivery) = header_str(&headers, "x-github-delivery") else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            "the X-GitHub-Delivery header is missing",
-        );
+    let delivery = match header_str(&headers, "X-GitHub-Delivery") {
+        Ok(delivery) => delivery,
+        Err(refusal) => return refusal,
     };
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
         return answer(
@@ -105,12 +117,34 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+/// The longest event name or delivery id taken; GitHub's are a few dozen characters.
+const MAX_HEADER: usize = 200;
+
+/// A header GitHub always sends, or a refusal saying what is wrong with it.
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the answer itself, built once per refused delivery"
+)]
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Response> {
+    let refuse = |why: &str| {
+        Err(answer(
+            StatusCode::BAD_REQUEST,
+            &format!("the {name} header {why}"),
+        ))
+    };
+    let Some(value) = headers.get(name) else {
+        return refuse("is missing");
+    };
+    let Ok(value) = value.to_str().map(str::trim) else {
+        return refuse("is not plain ASCII text");
+    };
+    if value.is_empty() {
+        return refuse("is empty");
+    }
+    if value.len() > MAX_HEADER {
+        return refuse(&format!("is longer than {MAX_HEADER} characters"));
+    }
+    Ok(value)
 }
 
 /// The JSON payload of a signed body, by its content type; a refusal for anything else.

@@ -381,8 +381,9 @@ async fn oversized_unsupported_or_malformed_deliveries_get_a_4xx_and_are_not_sto
     let mut too_big = b"{\"zen\":\"".to_vec();
     too_big.resize(MAX_BODY + 1 - 2, b'x');
     too_big.extend_from_slice(b"\"}");
-    let (status, _) = post(&stage.sam, &github_headers("ping", &too_big), too_big).await;
+    let (status, text) = post(&stage.sam, &github_headers("ping", &too_big), too_big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "a body over 25 MiB");
+    assert!(text.contains("\"message\""), "answered in JSON: {text}");
 
     for content_type in ["text/plain", "application/xml", "multipart/form-data"] {
         let mut headers = github_headers("ping", &ping);
@@ -441,7 +442,16 @@ async fn oversized_unsupported_or_malformed_deliveries_get_a_4xx_and_are_not_sto
         }
         let (status, text) = post(&stage.sam, &headers, body.to_vec()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{case}: {text}");
+        if missing.is_some() {
+            assert!(text.contains("header is missing"), "{case}: {text}");
+        }
     }
+    // A delivery id no GitHub sends is refused for what it is, not called missing.
+    let mut headers = github_headers("ping", &ping);
+    headers.insert("x-github-delivery", "d".repeat(201));
+    let (status, text) = post(&stage.sam, &headers, ping.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("longer than 200 characters"), "{text}");
 
     assert_nothing_kept(&stage).await;
     assert_eq!(healthz(&stage.sam).await, StatusCode::OK);
