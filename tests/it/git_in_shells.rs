@@ -116,6 +116,32 @@ async fn a_forks_workspace_fetches_but_cannot_push_to_the_repository() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_whose_write_access_was_taken_away_can_fetch_but_no_longer_push() {
+    let scene = ready_workspace_over_http("access-taken", None).await;
+    scene.github.set_permission(REPO, REQUESTER, "read");
+    let mut shell = Shell::open(&scene).await;
+
+    let (status, output) = shell
+        .run(
+            "git commit -q --allow-empty -m 'After the access went' \
+             && git push origin HEAD:refs/heads/after-access 2>&1",
+        )
+        .await;
+    assert_ne!(status, 0, "the push went through:\n{output}");
+    assert!(!scene.git.has_ref(REPO, "refs/heads/after-access"));
+    let (status, output) = shell.run("git fetch -q origin").await;
+    assert_eq!(status, 0, "the fetch failed:\n{output}");
+    assert!(
+        !scene
+            .github
+            .issued_tokens()
+            .iter()
+            .any(|t| t.repos.is_some() && t.permissions["contents"] == "write"),
+        "a token that can write was issued after the write access went"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_refused_to_forged_agent_tokens_and_deleted_workspaces() {
     let scene = ready_workspace_over_http("deleted-later", None).await;
     let workspace = scene.workspace_id();

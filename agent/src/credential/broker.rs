@@ -38,6 +38,11 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// A token from sam is handed out again only while it has this much life left.
 const REUSE_MARGIN: Duration = Duration::from_secs(10 * 60);
 
+/// ...and for this long at most after sam gave it: sam checks, each time it gives one, that
+/// the person still has the access the token carries, so a person who lost it loses it in
+/// the workspace too within this time.
+const MOST_REUSE: Duration = Duration::from_secs(5 * 60);
+
 /// How long sam may take to answer (it asks GitHub in turn).
 const CONTROL_PLANE_WAIT: Duration = Duration::from_secs(30);
 
@@ -353,7 +358,13 @@ impl Inner {
             self.tokens
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(id, (issued.token.clone(), Instant::now() + reusable));
+                .insert(
+                    id,
+                    (
+                        issued.token.clone(),
+                        Instant::now() + reusable.min(MOST_REUSE),
+                    ),
+                );
         }
         Ok(Ok(issued.token))
     }

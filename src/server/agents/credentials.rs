@@ -6,7 +6,9 @@
 //! agent that holds that workspace. A token is given only while the workspace is live,
 //! for its repository alone, with `contents: write` when the checked-out branch is the
 //! repository's own and `contents: read` when it came from a fork: code from a fork must
-//! not be able to write to the repository it asks to be merged into.
+//! not be able to write to the repository it asks to be merged into. Nor does a token give
+//! more than the person the workspace is for may do now: losing write access to the
+//! repository takes pushing away, losing all access takes the tokens away.
 
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::database::workspaces::WorkspaceModel;
+use crate::github::Permission;
 use crate::github::tokens::Access;
 use crate::server::AppState;
 use crate::workspaces::State as WorkspaceState;
@@ -75,7 +78,36 @@ pub async fn issue(
         );
     }
 
-    let access = access_of(&workspace);
+    // The person may have lost access since the workspace was opened for them: git in it
+    // gets no more than they have now.
+    let permission = match app
+        .github
+        .repo(workspace.installation_id as u64, &workspace.repo_full_name)
+    {
+        Ok(repo) => repo.permission(&workspace.requester_login).await,
+        Err(error) => Err(error),
+    };
+    let access = match permission {
+        Ok(permission) if permission.may_open_workspaces() => access_of(&workspace),
+        Ok(Permission::Read | Permission::Triage) => Access::Read,
+        Ok(_) => {
+            tracing::info!(workspace = %id, login = %workspace.requester_login, "refused credentials to a person without access to the repository");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "{} no longer has access to {}",
+                    workspace.requester_login, workspace.repo_full_name
+                ),
+            );
+        }
+        Err(error) => {
+            tracing::warn!(workspace = %id, error = format!("{error:#}"), "cannot check the person's access for git credentials");
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                "GitHub did not say whether the person still has access",
+            );
+        }
+    };
     let issued = app
         .github
         .repository_token(
