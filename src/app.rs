@@ -44,11 +44,14 @@ pub struct App {
     /// take no other.
     pub stopping: tokio::sync::watch::Sender<bool>,
     workers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Held while sam runs: the data directory is this process's alone.
+    _data_dir: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl App {
     /// Connects, migrates, starts the local agent and the delivery workers.
     pub async fn start(mut config: Config) -> anyhow::Result<Arc<Self>> {
+        let data_dir = lock_data_dir(&config.data_dir)?;
         let db = database::pool(&config.database_url)?;
         database::migrate(&db).await?;
         if config.app.is_none() {
@@ -72,6 +75,7 @@ impl App {
             setup_token: setup::new_token(),
             stopping: tokio::sync::watch::Sender::new(false),
             workers: Default::default(),
+            _data_dir: data_dir,
         });
         if app.registered().is_none() {
             setup::announce(&app)?;
@@ -302,4 +306,31 @@ impl App {
             .append_pair("t", &self.signer.link(workspace, login));
         Ok(url.into())
     }
+}
+
+/// Takes the data directory for this process. Two sams on one directory would share the
+/// setup link, the local agent's workspaces and its credential sockets, each believing
+/// them its own; the second is refused instead. The lock goes with the process, however
+/// it ends.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("sam.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            anyhow::anyhow!(
+                "another sam is running with the data directory {}; give each sam its own \
+                 SAM_DATA_DIR",
+                dir.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot lock {}: {errno}", path.display())
+        }
+    })
 }

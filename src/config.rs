@@ -138,6 +138,8 @@ impl fmt::Debug for Config {
 pub struct Source {
     env: HashMap<String, String>,
     file: HashMap<String, String>,
+    /// What was wrong in the file, reported with every other problem of the settings.
+    file_problems: Vec<String>,
 }
 
 impl Source {
@@ -157,14 +159,18 @@ impl Source {
         let path = explicit
             .clone()
             .unwrap_or_else(|| PathBuf::from("sam.toml"));
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_toml(&path, &text)?,
+        let (file, file_problems) = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_toml(&path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
-                HashMap::new()
+                (HashMap::new(), Vec::new())
             }
             Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
         };
-        Ok(Self { env, file })
+        Ok(Self {
+            env,
+            file,
+            file_problems,
+        })
     }
 
     /// A source made of explicit values, for tests and tools.
@@ -175,6 +181,7 @@ impl Source {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             file: HashMap::new(),
+            file_problems: Vec::new(),
         }
     }
 
@@ -209,10 +216,18 @@ impl Source {
     }
 }
 
-/// The settings in a `sam.toml`; every problem in it is reported, not only the first.
-fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, Vec<String>> {
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| vec![format!("{} is not valid TOML: {e}", path.display())])?;
+/// The settings in a `sam.toml` that can be read, and every problem in it, so that they are
+/// reported together with the other settings' problems.
+fn parse_toml(path: &Path, text: &str) -> (HashMap<String, String>, Vec<String>) {
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(table) => table,
+        Err(e) => {
+            return (
+                HashMap::new(),
+                vec![format!("{} is not valid TOML: {e}", path.display())],
+            );
+        }
+    };
     let mut values = HashMap::new();
     let mut problems = Vec::new();
     for (key, value) in table {
@@ -240,17 +255,13 @@ fn parse_toml(path: &Path, text: &str) -> Result<HashMap<String, String>, Vec<St
             )),
         }
     }
-    if problems.is_empty() {
-        Ok(values)
-    } else {
-        Err(problems)
-    }
+    (values, problems)
 }
 
 impl Config {
     /// Validates every key, returning all the problems found in plain words.
     pub fn from_source(source: &Source) -> Result<Self, Vec<String>> {
-        let mut problems = Vec::new();
+        let mut problems = source.file_problems.clone();
         let mut warnings = Vec::new();
         let database_url = source.get("DATABASE_URL").map(str::to_owned);
         match database_url.as_deref().map(database_scheme) {
@@ -266,16 +277,21 @@ impl Config {
             v.parse::<SocketAddr>()
                 .map_err(|_| "must be an address and port, like 127.0.0.1:3000".into())
         });
-        let public_default = listen
-            .map(|addr| format!("http://{addr}"))
-            .unwrap_or_default();
-        let public_url = parse_or(
-            source,
-            "SAM_PUBLIC_URL",
-            &public_default,
-            &mut problems,
-            parse_base_url,
-        );
+        // Without SAM_PUBLIC_URL, sam is reached where it listens; a listen address that
+        // is not valid, or that is every address (0.0.0.0), says nothing about that.
+        let public_url = match (source.get("SAM_PUBLIC_URL"), listen) {
+            (Some(_), _) => parse_or(source, "SAM_PUBLIC_URL", "", &mut problems, parse_base_url),
+            (None, Some(addr)) if addr.ip().is_unspecified() => {
+                problems.push(format!(
+                    "SAM_PUBLIC_URL must be set when SAM_LISTEN is every address ({addr}): \
+                     links and the App's webhook need the address people and GitHub reach \
+                     sam at, like https://sam.example.org"
+                ));
+                None
+            }
+            (None, Some(addr)) => parse_base_url(&format!("http://{addr}")).ok(),
+            (None, None) => None,
+        };
         let github_api_url = parse_or(
             source,
             "GITHUB_API_URL",
@@ -615,11 +631,55 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_is_asked_for_when_sam_listens_on_every_address() {
+        let problems = Config::from_source(&Source::from_pairs([
+            ("DATABASE_URL", "postgres://db/sam"),
+            ("SAM_LISTEN", "0.0.0.0:3000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("SAM_PUBLIC_URL must be set"),
+            "{problems:?}"
+        );
+
+        let config = Config::from_source(&Source::from_pairs([
+            ("DATABASE_URL", "postgres://db/sam"),
+            ("SAM_LISTEN", "0.0.0.0:3000"),
+            ("SAM_PUBLIC_URL", "https://sam.example.org"),
+        ]))
+        .unwrap();
+        assert_eq!(config.public_url.as_str(), "https://sam.example.org/");
+
+        // A listen address that cannot be read is one problem, not a second one about a
+        // public URL nobody set.
+        let problems = Config::from_source(&Source::from_pairs([
+            ("DATABASE_URL", "postgres://db/sam"),
+            ("SAM_LISTEN", "localhost:3000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("SAM_LISTEN"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_problem_in_the_file_hides_no_other() {
+        let mut source = Source::from_pairs([("SAM_LISTEN", "nowhere")]);
+        let (file, file_problems) = parse_toml(
+            Path::new("sam.toml"),
+            "SAM_IDLE = \"5m\"\nDATABASE_URL = \"postgres://db/sam\"\n",
+        );
+        source.file = file;
+        source.file_problems = file_problems;
+        let problems = Config::from_source(&source).unwrap_err().join("\n");
+        assert!(problems.contains("SAM_IDLE is not a setting"), "{problems}");
+        assert!(problems.contains("SAM_LISTEN must be"), "{problems}");
+    }
+
+    #[test]
     fn every_problem_of_the_file_is_reported() {
         let text = "GITHUB_APP_IDD = 3\nSAM_LISTEN = true\nSAM_LOG = \"debug\"\n";
-        let problems = parse_toml(Path::new("sam.toml"), text)
-            .unwrap_err()
-            .join("\n");
+        let problems = parse_toml(Path::new("sam.toml"), text).1.join("\n");
         assert!(
             problems.contains("GITHUB_APP_IDD is not a setting"),
             "{problems}"

@@ -114,7 +114,10 @@ fn is_api_call(metadata: &tracing::Metadata<'_>) -> bool {
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Counting {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let level = *event.metadata().level();
-        if level <= Level::WARN {
+        // octocrab logs every failed call as an error, even one sam's retries then get
+        // through; those calls are counted by outcome below, and what sam makes of them it
+        // logs itself.
+        if level <= Level::WARN && !event.metadata().target().starts_with("octocrab") {
             let level = if level == Level::ERROR {
                 "error"
             } else {

@@ -10,8 +10,12 @@ use super::{HandleError, handle};
 use crate::app::App;
 use crate::database::deliveries::{self, DeliveryModel};
 
-/// Attempts before a delivery that keeps failing is given up on.
-const MAX_ATTEMPTS: i32 = 6;
+/// Attempts before a delivery that keeps failing is given up on: with waits doubling from
+/// 2 s up to [`LONGEST_WAIT`], about 40 minutes of trying, enough to outlast a GitHub or
+/// database outage of that long.
+const MAX_ATTEMPTS: i32 = 12;
+/// The longest wait between two attempts, in seconds.
+const LONGEST_WAIT: i32 = 600;
 /// How often idle workers look for work that no notification announced (another process
 /// stored it, or a retry came due).
 const POLL: Duration = Duration::from_secs(1);
@@ -48,7 +52,8 @@ async fn work(app: &App, delivery: DeliveryModel) {
             }
             Err(HandleError::Transient(error)) => {
                 let message = format!("{error:#}");
-                let delay = (delivery.attempts < MAX_ATTEMPTS).then(|| 2_i32.pow(delivery.attempts as u32));
+                let delay = (delivery.attempts < MAX_ATTEMPTS)
+                    .then(|| 2_i32.saturating_pow(delivery.attempts as u32).min(LONGEST_WAIT));
                 match delay {
                     Some(seconds) => tracing::warn!(error = %message, retry_in_seconds = seconds, "delivery failed; will retry"),
                     None => tracing::error!(error = %message, "delivery failed for good"),

@@ -80,8 +80,9 @@ fn is_loopback(url: &url::Url) -> bool {
             name.eq_ignore_ascii_case("localhost")
                 || name.to_ascii_lowercase().ends_with(".localhost")
         }
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // 0.0.0.0 is no address to reach anything at, least of all from GitHub.
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
         None => false,
     }
 }
@@ -333,7 +334,10 @@ pub async fn done(
             return refusal(
                 &state.config,
                 StatusCode::BAD_GATEWAY,
-                "GitHub did not hand over the new App's credentials; open the setup link again",
+                "GitHub did not hand over the new App's credentials (sam's log says why). GitHub has \
+                 made the App already: reload this page to try again within the hour instead of \
+                 registering a second one, or copy the App's settings from its page on GitHub \
+                 into sam's settings",
             );
         }
     };
@@ -517,6 +521,7 @@ mod tests {
             "http://localhost:3000/",
             "http://[::1]:3000/",
             "http://127.1.2.3/",
+            "http://0.0.0.0:3000/",
         ] {
             assert!(is_loopback(&url.parse().unwrap()), "{url}");
         }

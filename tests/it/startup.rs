@@ -138,3 +138,34 @@ fn an_unreachable_database_is_named_once_without_its_password() {
     assert!(!text.contains("hunter2"), "{text}");
     assert_eq!(error.matches("refused").count(), 1, "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sam_on_a_data_directory_in_use_is_refused() {
+    let git = crate::support::git::GitServer::new();
+    let github = GitHubStandIn::start().await;
+    let db = crate::support::db::TestDatabase::create().await;
+    let first = crate::server::SamServer::start(&github, &git, &db).await;
+    let data_dir = first.data_dir.path().to_str().unwrap().to_owned();
+    let output = sam(
+        &["serve"],
+        &[
+            ("DATABASE_URL", "postgres://sam@127.0.0.1:1/sam"),
+            ("SAM_LISTEN", "127.0.0.1:0"),
+            ("SAM_DATA_DIR", &data_dir),
+            ("NO_COLOR", "1"),
+        ],
+    );
+    let text = text(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("another sam is running with the data directory"),
+        "{text}"
+    );
+    // The first one is untouched.
+    let health = crate::support::http_client()
+        .get(format!("{}/healthz", first.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
