@@ -188,6 +188,18 @@ pub async fn transition_from(
     Ok(moved)
 }
 
+/// Locks a workspace's row until the transaction ends if it is in `state`; false (and
+/// nothing locked) when it is elsewhere. Transitions of the row wait for the lock.
+pub async fn lock_in_state(db: impl PgExecutor<'_>, id: Uuid, state: State) -> sqlx::Result<bool> {
+    let found: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1 AND state = $2 FOR UPDATE")
+            .bind(id)
+            .bind(state.as_str())
+            .fetch_optional(db)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// The workspaces of one issue or pull request that have not been deleted, oldest first.
 pub async fn on_issue(
     db: impl PgExecutor<'_>,

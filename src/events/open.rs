@@ -2,12 +2,14 @@
 //! authorization, the branch to check out, and the status comment that follows it.
 
 use anyhow::Context;
+use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::app::App;
 use crate::commands::HostSize;
-use crate::database::workspaces::WorkspaceModel;
+use crate::database::workspaces::{self as workspaces_db, WorkspaceModel};
 use crate::github::events::{Account, Repository};
 use crate::github::{RepoClient, clone_url};
 use crate::replies::{self, Phase};
@@ -112,7 +114,7 @@ pub async fn prepare(
         }
     };
 
-    let progress = Progress::start(repo.clone(), comment_id, workspace.clone());
+    let progress = Progress::start(app.db.clone(), repo.clone(), comment_id, workspace.clone());
     let provisioned = app
         .workspaces
         .provision(workspace, |step| progress.report(step))
@@ -170,7 +172,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(repo: RepoClient, comment_id: u64, workspace: WorkspaceModel) -> Self {
+    fn start(db: PgPool, repo: RepoClient, comment_id: u64, workspace: WorkspaceModel) -> Self {
         let (steps, mut latest) = watch::channel(None);
         let editor = tokio::spawn(async move {
             while latest.changed().await.is_ok() {
@@ -182,7 +184,7 @@ impl Progress {
                     Step::Starting => Phase::Starting,
                 };
                 let body = replies::status(&workspace, phase);
-                if let Err(error) = repo.update_comment(comment_id, &body).await {
+                if let Err(error) = show_step(&db, &repo, comment_id, workspace.id, &body).await {
                     // Only a passing step is lost; the outcome is posted regardless.
                     tracing::warn!(
                         error = format!("{error:#}"),
@@ -206,6 +208,26 @@ impl Progress {
             tracing::warn!(%error, "the status comment's editor ended badly");
         }
     }
+}
+
+/// Edits the status comment to a step of provisioning while the workspace is still being
+/// provisioned, holding its row meanwhile. Another delivery that moves the workspace on (a
+/// pull request closed mid-clone deletes it) waits for the edit before its own
+/// transition, and so edits the comment after it: a late step never covers the outcome.
+async fn show_step(
+    db: &PgPool,
+    repo: &RepoClient,
+    comment_id: u64,
+    workspace: Uuid,
+    body: &str,
+) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    if !workspaces_db::lock_in_state(&mut *tx, workspace, State::Provisioning).await? {
+        return Ok(());
+    }
+    repo.update_comment(comment_id, body).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// What to check out: a branch name, the ref to fetch it by, and the commit.
