@@ -11,7 +11,6 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
 /// How log lines are written.
@@ -79,10 +78,18 @@ pub fn init(settings: &crate::config::LogSettings, on_stderr: bool) -> anyhow::R
     let counted = Targets::new()
         .with_target("octocrab", Level::DEBUG)
         .with_default(Level::WARN);
-    tracing_subscriber::registry()
-        .with(lines.with_filter(filter))
-        .with(Counting.with_filter(counted))
-        .try_init()?;
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(lines.with_filter(filter))
+            .with(Counting.with_filter(counted)),
+    )?;
+    // Records of the `log` crate (sqlx and rustls write theirs through it) become events
+    // from warnings up only. A record turned into an event that the lines' filter then
+    // drops leaves that filter's state stale on its thread, and the next event there, a
+    // warning of sam's included, was lost; below warnings, such records are chatter.
+    tracing_log::LogTracer::builder()
+        .with_max_level(tracing_log::log::LevelFilter::Warn)
+        .init()?;
     Ok(())
 }
 
