@@ -23,6 +23,7 @@ use crate::commands::HostSize;
 use crate::config::Config;
 use crate::database::workspaces::{self as db, NewWorkspace, WorkspaceModel};
 use crate::github::GitHub;
+use crate::github::tokens::Access;
 use agent::{AgentClient, Checkout, CheckoutFailed, GitUser};
 use hetzner::HetznerPool;
 use local::LocalAgent;
@@ -194,14 +195,9 @@ impl Workspaces {
             return Ok(Provisioned::Overtaken);
         }
         if let Err(failed) = self.provider.place(workspace).await? {
-            let moved = db::transition_from(
-                &self.db,
-                workspace.id,
-                &[State::Provisioning],
-                State::Failed,
-                Some(&failed.message),
-            )
-            .await?;
+            let moved = self
+                .fail_from(workspace.id, &[State::Provisioning], &failed.message)
+                .await?;
             return Ok(if moved {
                 Provisioned::Failed(failed)
             } else {
@@ -217,7 +213,11 @@ impl Workspaces {
         // the checkout only fetches.
         let token = self
             .github
-            .checkout_token(workspace.installation_id as u64, &workspace.repo_full_name)
+            .repository_token(
+                workspace.installation_id as u64,
+                workspace.repo_id as u64,
+                Access::Read,
+            )
             .await?
             .token;
         let agent = self.provider.agent_for(workspace.id).await?;
