@@ -464,13 +464,18 @@ fn app_credentials(source: &Source, problems: &mut Vec<String>) -> Option<AppCre
 
 /// A comma- or space-separated list of GitHub logins, kept in lower case: logins are
 /// case-insensitive.
+/// Whether `value` could be a GitHub login: up to 39 letters, digits and dashes, not
+/// starting with a dash.
+pub(crate) fn is_login(value: &str) -> bool {
+    value.len() <= 39
+        && !value.starts_with('-')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 fn parse_logins(raw: &str) -> Result<Vec<String>, String> {
     let mut logins = Vec::new();
     for login in raw.split([',', ' ']).filter(|l| !l.is_empty()) {
-        let valid = login.len() <= 39
-            && !login.starts_with('-')
-            && login.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        if !valid {
+        if !is_login(login) {
             return Err(format!(
                 "must be GitHub logins separated by commas; {login:?} is not one"
             ));

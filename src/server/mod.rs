@@ -5,6 +5,7 @@ pub mod agents;
 mod assets;
 mod health;
 pub mod metrics;
+pub mod pages;
 pub mod signature;
 mod status;
 mod webhook;

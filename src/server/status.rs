@@ -161,15 +161,5 @@ async fn may_see(state: &App, viewer: &str) -> anyhow::Result<Option<String>> {
 }
 
 fn refusal(state: &App, status: StatusCode, reason: &str) -> Response {
-    #[derive(Template)]
-    #[template(path = "refused.html")]
-    struct RefusedPage<'a> {
-        reason: &'a str,
-    }
-    setup::html(
-        &state.config,
-        status,
-        RefusedPage { reason }.render(),
-        CookieJar::new(),
-    )
+    setup::refusal(&state.config, status, reason)
 }

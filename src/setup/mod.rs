@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use rand::RngExt;
@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::config::{AppCredentials, Config};
-use crate::server::AppState;
+use crate::server::{AppState, pages};
 
 /// Where GitHub sends the browser back with the registration's code.
 pub const DONE_PATH: &str = "setup/github/done";
@@ -94,8 +94,7 @@ pub fn announce(app: &App) -> anyhow::Result<()> {
     let mut link = app.config.public_url.clone();
     link.query_pairs_mut()
         .append_pair("setup", &app.setup_token);
-    let _ = std::fs::remove_file(&path);
-    crate::private_files::create(&path, format!("{link}\n").as_bytes())?;
+    crate::private_files::replace(&path, format!("{link}\n").as_bytes())?;
     tracing::warn!(
         link_file = %path.display(),
         "no GitHub App is configured: open the link in the link file to register one, or set the GITHUB_* settings"
@@ -211,7 +210,7 @@ pub async fn front(
             "GitHub App names are at most 34 characters long; go back and choose a shorter one",
         );
     }
-    if !org.is_empty() && !is_login(org) {
+    if !org.is_empty() && !crate::config::is_login(org) {
         return refusal(
             &state.config,
             StatusCode::BAD_REQUEST,
@@ -360,7 +359,7 @@ pub async fn done(
             ),
         );
     }
-    let _ = std::fs::remove_file(state.config.data_dir.join(LINK_FILE));
+    forget_link(&state.config);
     let page = RegisteredPage {
         slug: &registration.slug,
         owner: registration.owner.as_deref().unwrap_or("you"),
@@ -431,25 +430,9 @@ pub fn install_url(config: &Config, slug: &str) -> String {
         .unwrap_or_default()
 }
 
-fn is_login(value: &str) -> bool {
-    value.len() <= 39
-        && !value.starts_with('-')
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-#[derive(Template)]
-#[template(path = "refused.html")]
-struct RefusedPage<'a> {
-    reason: &'a str,
-}
-
-fn refusal(config: &Config, status: StatusCode, reason: &str) -> Response {
-    html(
-        config,
-        status,
-        RefusedPage { reason }.render(),
-        CookieJar::new(),
-    )
+/// A page of sam's own saying why it cannot do what was asked.
+pub(crate) fn refusal(config: &Config, status: StatusCode, reason: &str) -> Response {
+    html(config, status, pages::refused(reason), CookieJar::new())
 }
 
 /// A page of sam's own: no script anywhere, and forms may go to sam or to GitHub only.
@@ -459,24 +442,11 @@ pub fn html(
     rendered: askama::Result<String>,
     jar: CookieJar,
 ) -> Response {
-    let body = match rendered {
-        Ok(body) => body,
-        Err(error) => {
-            tracing::error!(%error, "rendering a page");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
     let policy = format!(
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
         config.github_url.origin().ascii_serialization()
     );
-    let mut response = (status, jar, Html(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&policy) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, value);
-    }
-    response
+    pages::html(status, rendered, &policy, jar)
 }
 
 #[cfg(test)]

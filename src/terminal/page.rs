@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::extract::{Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::link::{Grant, LinkError, SESSION_TTL};
 use super::{relay, signin};
-use crate::server::AppState;
+use crate::server::{AppState, pages};
 use crate::workspaces::State as WorkspaceState;
 
 const SESSION_COOKIE: &str = "sam_session";
@@ -34,12 +34,6 @@ struct TerminalPage<'a> {
     asset_base: &'a str,
     /// The agent refuses more sessions than this, so the page offers no more tabs.
     max_tabs: usize,
-}
-
-#[derive(Template)]
-#[template(path = "refused.html")]
-struct RefusedPage<'a> {
-    reason: &'a str,
 }
 
 /// The query of a link: `?t=<signed token>`.
@@ -302,30 +296,11 @@ fn is_session_name(name: &str) -> bool {
 
 /// A page that says, in plain words, why the terminal stays closed.
 pub fn refused(status: StatusCode, reason: &str) -> Response {
-    html(status, RefusedPage { reason }.render())
+    html(status, pages::refused(reason))
 }
 
 fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
-    match rendered {
-        Ok(body) => {
-            let mut response = (status, Html(body)).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-            );
-            headers.insert(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            );
-            no_store(headers);
-            response
-        }
-        Err(error) => {
-            tracing::error!(%error, "rendering a page");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+    pages::html(status, rendered, CONTENT_SECURITY_POLICY, CookieJar::new())
 }
 
 fn no_store(headers: &mut HeaderMap) {
