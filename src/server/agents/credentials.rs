@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::{bearer, no_store, refuse};
 use crate::database::workspaces::WorkspaceModel;
 use crate::github::Permission;
 use crate::github::tokens::Access;
@@ -156,28 +157,6 @@ fn access_of(workspace: &WorkspaceModel) -> Access {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-fn refuse(status: StatusCode, reason: &str) -> Response {
-    let mut response = (status, Json(json!({ "error": reason }))).into_response();
-    no_store(&mut response);
-    response
-}
-
-/// Tokens must not sit in any cache between sam and the agent.
-fn no_store(response: &mut Response) {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,13 +181,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bearer_is_read_from_the_authorization_header() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(bearer(&headers), None);
-        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
-        assert_eq!(bearer(&headers), None);
-        headers.insert(header::AUTHORIZATION, "Bearer a.b.c".parse().unwrap());
-        assert_eq!(bearer(&headers), Some("a.b.c"));
-    }
 }

@@ -8,14 +8,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use uuid::Uuid;
 
+use super::{bearer, no_store, refuse};
 use crate::server::AppState;
 use crate::workspaces::Provider;
 
@@ -48,12 +48,7 @@ pub async fn register(
     let Provider::Hetzner(pool) = state.workspaces.provider() else {
         return refuse(StatusCode::NOT_FOUND, "this sam does not create hosts");
     };
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| !t.trim().is_empty())
-    else {
+    let Some(token) = bearer(&headers) else {
         return refuse(StatusCode::UNAUTHORIZED, "a bootstrap token is required");
     };
     let Some(Json(registration)) = body else {
@@ -79,11 +74,15 @@ pub async fn register(
         return refuse(StatusCode::BAD_REQUEST, &format!("{error:#}"));
     }
     match pool.register(token, registration.port, &certificate).await {
-        Ok(Some(registered)) => Json(Registered {
-            host: registered.host,
-            key: hex::encode(registered.key),
-        })
-        .into_response(),
+        Ok(Some(registered)) => {
+            let mut response = Json(Registered {
+                host: registered.host,
+                key: hex::encode(registered.key),
+            })
+            .into_response();
+            no_store(&mut response);
+            response
+        }
         Ok(None) => {
             tracing::warn!("an agent presented a bootstrap token that is unknown, used or expired");
             refuse(
@@ -99,8 +98,4 @@ pub async fn register(
             )
         }
     }
-}
-
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
 }
