@@ -1,6 +1,7 @@
 //! `sam-agent`: checks out branches into workspaces and serves shells on PTYs
 //! over WebSocket to sam, which relays them to the browser.
 
+mod control;
 mod credential;
 mod register;
 mod server;
@@ -29,9 +30,6 @@ use workspace::Workspaces;
 /// The variable holding the hex token key. It is read once and removed from the
 /// agent's environment, so no child process (git, shells) ever inherits it.
 const KEY_VAR: &str = "SAM_AGENT_KEY";
-
-/// Shortest accepted key: HS256 wants at least 128 bits of secret.
-const MIN_KEY_BYTES: usize = 16;
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -309,11 +307,7 @@ fn take_key() -> anyhow::Result<Vec<u8>> {
     let hex_key = std::env::var(KEY_VAR).with_context(|| format!("{KEY_VAR} is not set"))?;
     // SAFETY: no other thread exists yet: the runtime and tracing start after this.
     unsafe { std::env::remove_var(KEY_VAR) };
-    let key = hex::decode(hex_key.trim()).with_context(|| format!("{KEY_VAR} is not hex"))?;
-    if key.len() < MIN_KEY_BYTES {
-        bail!("{KEY_VAR} must hold at least {MIN_KEY_BYTES} bytes");
-    }
-    Ok(key)
+    control::parse_key(&hex_key).with_context(|| format!("{KEY_VAR} is unusable"))
 }
 
 /// Tells the process that started the agent where it listens: one JSON line on

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
+use crate::control;
 use crate::tls::Identity;
 
 /// The variable that may hold the bootstrap token instead of a file. Like the key's, it is
@@ -94,7 +95,7 @@ impl Registration {
         let saved: SavedRegistration = serde_json::from_str(&text).with_context(damaged)?;
         Ok(Some(Self {
             host: saved.host,
-            key: hex::decode(&saved.key).with_context(damaged)?,
+            key: control::parse_key(&saved.key).with_context(damaged)?,
             port: saved.port,
             identity: Identity::from_der(
                 BASE64.decode(&saved.certificate).with_context(damaged)?,
@@ -138,11 +139,6 @@ impl Registration {
             .and_then(|dir| dir.sync_all())
             .with_context(|| format!("cannot sync {}", state_dir.display()))
     }
-}
-
-#[derive(Deserialize)]
-struct Refused {
-    error: String,
 }
 
 /// Reads the bootstrap token from `file` (then deletes the file) or from
@@ -208,8 +204,7 @@ pub async fn register(
                     .json()
                     .await
                     .context("sam's registration answer is unreadable")?;
-                let key =
-                    hex::decode(answer.key.trim()).context("sam sent a key that is not hex")?;
+                let key = control::parse_key(&answer.key).context("sam sent an unusable key")?;
                 tracing::info!(%url, host = %answer.host, "registered with sam");
                 return Ok(Registration {
                     host: answer.host,
@@ -219,12 +214,8 @@ pub async fn register(
                 });
             }
             Ok(response) if response.status().is_client_error() => {
-                let status = response.status();
-                let why = response
-                    .json::<Refused>()
-                    .await
-                    .map_or_else(|_| status.to_string(), |r| r.error);
-                bail!("sam refused the registration ({status}): {why}");
+                let why = control::refusal_reason(response).await;
+                bail!("sam refused the registration: {why}");
             }
             Ok(response) => {
                 tracing::warn!(status = %response.status(), "sam could not register the agent yet")

@@ -36,7 +36,8 @@ impl ShellUser {
         })
     }
 
-    /// Hands a finished checkout to the account, symlinks included but not followed.
+    /// Hands a finished checkout, or a single file, to the account, symlinks included but
+    /// not followed.
     pub fn take_ownership(&self, dir: &Path) -> anyhow::Result<()> {
         for entry in walkdir::WalkDir::new(dir) {
             let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;

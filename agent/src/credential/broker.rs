@@ -24,7 +24,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::AbortHandle;
 use url::Url;
 
-use super::wire::{Ask, MAX_LINE, Reply};
+use super::wire::{self, Ask, Reply};
 use super::{AgentSocket, USERNAME};
 use crate::shell_user::ShellUser;
 use crate::workspace::WorkspaceId;
@@ -101,11 +101,6 @@ struct Issued {
     expires_in_secs: u64,
 }
 
-#[derive(Deserialize)]
-struct Refusal {
-    error: String,
-}
-
 impl ControlPlane {
     /// sam at `base`, trusting the agent's token `key`.
     pub fn new(base: Url, key: &[u8]) -> anyhow::Result<Self> {
@@ -152,10 +147,7 @@ impl ControlPlane {
                 .await
                 .context("sam's answer is malformed")?));
         }
-        let reason = match response.json::<Refusal>().await {
-            Ok(refusal) => refusal.error,
-            Err(_) => format!("sam answered {status}"),
-        };
+        let reason = crate::control::refusal_reason(response).await;
         if status.is_client_error() {
             Ok(Err(reason))
         } else {
@@ -221,8 +213,7 @@ impl Broker {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot restrict {}", path.display()))?;
         if let Some(owner) = &self.inner.owner {
-            std::os::unix::fs::lchown(&path, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
-                .with_context(|| format!("cannot hand {} to {}", path.display(), owner.name))?;
+            owner.take_ownership(&path)?;
         }
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
@@ -287,7 +278,7 @@ impl Inner {
     ) -> anyhow::Result<()> {
         let (read, mut write) = stream.into_split();
         let mut line = Vec::new();
-        let mut reader = BufReader::new(read.take(MAX_LINE as u64 + 1));
+        let mut reader = BufReader::new(read.take(wire::READ_LIMIT));
         tokio::time::timeout(ASK_WAIT, reader.read_until(b'\n', &mut line))
             .await
             .context("the helper did not ask in time")?
@@ -296,15 +287,12 @@ impl Inner {
             // Connected and left without asking: nothing to answer.
             return Ok(());
         }
-        let reply = match serde_json::from_slice::<Ask>(&line) {
+        let reply = match wire::decode_line::<Ask>(&line) {
             Ok(ask) => self.reply(id, origin, &ask).await,
-            Err(_) => Reply::Refused {
-                reason: "the question is malformed".into(),
-            },
+            // Too long or malformed: the error's own words, without parser details.
+            Err(error) => refused(error.to_string()),
         };
-        let mut answer = serde_json::to_vec(&reply)?;
-        answer.push(b'\n');
-        write.write_all(&answer).await?;
+        write.write_all(&wire::encode_line(&reply)?).await?;
         write.shutdown().await?;
         Ok(())
     }
@@ -426,17 +414,20 @@ mod tests {
     }
 
     async fn ask(broker: &Broker, id: WorkspaceId, ask: &Ask) -> Reply {
+        send(broker, id, &wire::encode_line(ask).unwrap()).await
+    }
+
+    /// Sends `line` as it is and reads the answer.
+    async fn send(broker: &Broker, id: WorkspaceId, line: &[u8]) -> Reply {
         let via = broker.socket_for(id);
         let mut stream = UnixStream::connect(&via.socket).await.unwrap();
-        let mut line = serde_json::to_vec(ask).unwrap();
-        line.push(b'\n');
-        stream.write_all(&line).await.unwrap();
+        stream.write_all(line).await.unwrap();
         let mut answer = Vec::new();
-        BufReader::new(stream)
+        BufReader::new(stream.take(wire::READ_LIMIT))
             .read_until(b'\n', &mut answer)
             .await
             .unwrap();
-        serde_json::from_slice(&answer).unwrap()
+        wire::decode_line(&answer).unwrap()
     }
 
     fn reason(reply: Reply) -> String {
@@ -491,6 +482,33 @@ mod tests {
         )
         .await;
         assert!(reason(unreachable).contains("cannot obtain a token from sam"));
+    }
+
+    #[tokio::test]
+    async fn an_overlong_or_malformed_question_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let broker = broker(root.path());
+        let id: WorkspaceId = "6f1c1c52-8a8e-4a53-9c1b-6e0f2a8f0b11".parse().unwrap();
+        broker
+            .listen(id, Origin::of("https://github.com/o/r.git").unwrap())
+            .unwrap();
+
+        // A question for another workspace, padded past the limit: what the broker
+        // reads of it parses, so only the length check refuses it.
+        let mut line = wire::encode_line(&Ask {
+            workspace: "0b0a0c52-8a8e-4a53-9c1b-6e0f2a8f0b11".into(),
+            protocol: "https".into(),
+            host: "github.com".into(),
+        })
+        .unwrap();
+        line.pop();
+        line.resize(wire::MAX_LINE + 10, b' ');
+        line.push(b'\n');
+        let overlong = send(&broker, id, &line).await;
+        assert!(reason(overlong).contains("longer than"));
+
+        let malformed = send(&broker, id, b"{\"workspace\":1}\n").await;
+        assert!(reason(malformed).contains("malformed"));
     }
 
     #[tokio::test]

@@ -29,10 +29,29 @@ pub enum Reply {
     Refused { reason: String },
 }
 
-/// Writes `value` as one JSON line.
-pub fn write_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+/// How much of a stream to read for one line: a line longer than [`MAX_LINE`] shows as
+/// one byte more, which [`decode_line`] refuses.
+pub const READ_LIMIT: u64 = MAX_LINE as u64 + 1;
+
+/// `value` as one JSON line, newline included.
+pub fn encode_line(value: &impl Serialize) -> anyhow::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(value).context("cannot encode a credential message")?;
     line.push(b'\n');
+    Ok(line)
+}
+
+/// The message in one line read with at most [`READ_LIMIT`] bytes; a longer line is
+/// refused.
+pub fn decode_line<T: DeserializeOwned>(line: &[u8]) -> anyhow::Result<T> {
+    if line.len() > MAX_LINE {
+        bail!("credential message longer than {MAX_LINE} bytes");
+    }
+    serde_json::from_slice(line).context("malformed credential message")
+}
+
+/// Writes `value` as one JSON line.
+pub fn write_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+    let line = encode_line(value)?;
     out.write_all(&line)
         .and_then(|()| out.flush())
         .context("cannot send a credential message")
@@ -42,18 +61,13 @@ pub fn write_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Resul
 pub fn read_line<T: DeserializeOwned>(input: impl BufRead) -> anyhow::Result<Option<T>> {
     let mut line = Vec::new();
     let read = input
-        .take(MAX_LINE as u64 + 1)
+        .take(READ_LIMIT)
         .read_until(b'\n', &mut line)
         .context("cannot read a credential message")?;
     if read == 0 {
         return Ok(None);
     }
-    if line.len() > MAX_LINE {
-        bail!("credential message longer than {MAX_LINE} bytes");
-    }
-    serde_json::from_slice(&line)
-        .map(Some)
-        .context("malformed credential message")
+    decode_line(&line).map(Some)
 }
 
 #[cfg(test)]
@@ -84,5 +98,23 @@ mod tests {
         let long = vec![b'a'; MAX_LINE + 10];
         assert!(read_line::<Ask>(long.as_slice()).is_err());
         assert!(read_line::<Ask>(b"{\"workspace\":1}\n".as_slice()).is_err());
+    }
+
+    #[test]
+    fn a_well_formed_line_past_the_limit_is_refused() {
+        // Well-formed JSON whose padding takes the line past the limit: what is read of
+        // it still parses, so only the length check refuses it.
+        let mut line = encode_line(&Ask {
+            workspace: "w".into(),
+            protocol: "https".into(),
+            host: "github.com".into(),
+        })
+        .unwrap();
+        line.pop();
+        line.resize(MAX_LINE + 10, b' ');
+        line.push(b'\n');
+        let error = read_line::<Ask>(line.as_slice()).unwrap_err();
+        assert!(error.to_string().contains("longer than"), "{error:#}");
+        assert!(decode_line::<Ask>(&line[..MAX_LINE]).is_ok());
     }
 }

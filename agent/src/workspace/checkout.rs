@@ -25,6 +25,21 @@ struct Marker {
     remote: Option<String>,
 }
 
+impl Marker {
+    /// The marker of the ready workspace in `dir`.
+    fn read(dir: &Path) -> anyhow::Result<Marker> {
+        let marker = std::fs::read(dir.join(MARKER))
+            .with_context(|| format!("{} has no workspace marker", dir.display()))?;
+        serde_json::from_slice(&marker).context("the workspace marker is unreadable")
+    }
+
+    /// The origin credentials are given for; `None` for a remote that needs none, or a
+    /// checkout made before the marker said.
+    fn origin(&self) -> Option<Origin> {
+        Origin::of(self.remote.as_deref()?)
+    }
+}
+
 /// Why a checkout did not happen.
 #[derive(Debug, Error)]
 pub enum CheckoutError {
@@ -72,8 +87,9 @@ pub struct Checkout<'a> {
 }
 
 impl Checkout<'_> {
-    /// Runs every step; on failure the caller removes `dir`.
-    pub async fn run(&self) -> Result<(), CheckoutError> {
+    /// Runs every step and returns the origin the workspace's credentials are for, the
+    /// one its marker names; on failure the caller removes `dir`.
+    pub async fn run(&self) -> Result<Option<Origin>, CheckoutError> {
         self.request
             .validate()
             .map_err(|message| CheckoutError::Refused {
@@ -85,7 +101,7 @@ impl Checkout<'_> {
         let token = self.request.git_token.as_ref().map(|t| t.expose());
         let mut git = Git::new(self.dir).redacting(token);
         match self.steps(&mut git, token).await {
-            Ok(()) => Ok(()),
+            Ok(origin) => Ok(origin),
             Err(Failure::Refused(message)) => Err(CheckoutError::Refused {
                 message,
                 log: git.into_log(),
@@ -94,7 +110,11 @@ impl Checkout<'_> {
         }
     }
 
-    async fn steps(&self, git: &mut Git<'_>, token: Option<&str>) -> Result<(), Failure> {
+    async fn steps(
+        &self,
+        git: &mut Git<'_>,
+        token: Option<&str>,
+    ) -> Result<Option<Origin>, Failure> {
         let request = self.request;
         let branch = request.branch.as_str();
 
@@ -177,7 +197,7 @@ impl Checkout<'_> {
         tokio::fs::write(self.dir.join(MARKER), marker)
             .await
             .context("cannot write the workspace marker")?;
-        Ok(())
+        Ok(origin)
     }
 
     /// Makes the agent the only credential helper for the remote's origin, in the
@@ -214,13 +234,20 @@ impl Checkout<'_> {
     }
 }
 
-/// What a ready workspace reports: its path, current commit and branch.
-pub async fn describe(dir: &Path) -> Result<Ready, CheckoutError> {
-    let marker = tokio::fs::read(dir.join(MARKER))
-        .await
-        .with_context(|| format!("{} has no workspace marker", dir.display()))?;
-    let Marker { branch, .. } =
-        serde_json::from_slice(&marker).context("the workspace marker is unreadable")?;
+/// What a workspace made before reports, with the branch its marker names.
+pub async fn describe_existing(dir: &Path) -> Result<Ready, CheckoutError> {
+    let marker = {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || Marker::read(&dir))
+            .await
+            .context("reading the workspace marker was interrupted")??
+    };
+    describe(dir, marker.branch).await
+}
+
+/// What a ready workspace reports: its path, current commit and `branch`, the one
+/// checked out.
+pub async fn describe(dir: &Path, branch: String) -> Result<Ready, CheckoutError> {
     let head = Git::new(dir).run(["rev-parse", "--verify", "HEAD"]).await?;
     if !head.success {
         return Err(anyhow::anyhow!("{} has no HEAD commit", dir.display()).into());
@@ -233,11 +260,10 @@ pub async fn describe(dir: &Path) -> Result<Ready, CheckoutError> {
 }
 
 /// The origin credentials are given for in a ready workspace, from its marker; `None`
-/// for a remote that needs none, or a checkout made before the marker said.
+/// for a remote that needs none, a checkout made before the marker said, or a missing
+/// or unreadable marker.
 pub fn credential_origin(dir: &Path) -> Option<Origin> {
-    let marker = std::fs::read(dir.join(MARKER)).ok()?;
-    let marker: Marker = serde_json::from_slice(&marker).ok()?;
-    Origin::of(&marker.remote?)
+    Marker::read(dir).ok()?.origin()
 }
 
 async fn has_commit(git: &mut Git<'_>, commit: &str) -> anyhow::Result<bool> {

@@ -170,7 +170,7 @@ impl Workspaces {
         request: &CheckoutRequest,
     ) -> Result<Ready, CheckoutError> {
         if let Some(dir) = self.ready_dir(id) {
-            return checkout::describe(&dir).await;
+            return checkout::describe_existing(&dir).await;
         }
         let partial = self.root.join(PARTIAL).join(id.to_string());
         let shell_credentials = self.credentials.as_ref().map(|b| b.socket_for(id));
@@ -185,7 +185,7 @@ impl Workspaces {
             Err(_) => Err(CheckoutError::timed_out(self.git_timeout)),
         };
         let finished = match result {
-            Ok(()) => self.publish(&partial, id).await,
+            Ok(origin) => self.publish(&partial, id, &request.branch, origin).await,
             Err(error) => Err(error),
         };
         if finished.is_err() {
@@ -206,7 +206,15 @@ impl Workspaces {
         remove_dir(&self.root.join(PARTIAL).join(id.to_string())).await
     }
 
-    async fn publish(&self, partial: &Path, id: WorkspaceId) -> Result<Ready, CheckoutError> {
+    /// Hands the finished checkout over, moves it into place and opens its credential
+    /// socket for `origin`, the one the checkout found.
+    async fn publish(
+        &self,
+        partial: &Path,
+        id: WorkspaceId,
+        branch: &str,
+        origin: Option<Origin>,
+    ) -> Result<Ready, CheckoutError> {
         if let Some(owner) = self.owner.clone() {
             let partial = partial.to_owned();
             tokio::task::spawn_blocking(move || owner.take_ownership(&partial))
@@ -217,11 +225,10 @@ impl Workspaces {
         tokio::fs::rename(partial, &dir)
             .await
             .with_context(|| format!("cannot move the checkout to {}", dir.display()))?;
-        if let (Some(broker), Some(origin)) = (&self.credentials, checkout::credential_origin(&dir))
-        {
+        if let (Some(broker), Some(origin)) = (&self.credentials, origin) {
             listen_or_warn(broker, id, origin);
         }
-        checkout::describe(&dir).await
+        checkout::describe(&dir, branch.to_owned()).await
     }
 
     fn dir(&self, id: WorkspaceId) -> PathBuf {
