@@ -113,6 +113,18 @@ pub async fn place(
     Ok((host, created))
 }
 
+/// Reads the hosts of `ids` (those that exist), in one query.
+pub async fn get_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<HostModel>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM hosts h WHERE h.id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
 /// Reads one host.
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<HostModel>> {
     sqlx::query_as(concat!(

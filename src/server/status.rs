@@ -1,6 +1,8 @@
 //! `GET /status`: what sam is configured with, where the App is installed from, and the
 //! workspaces running now, for the App's owner and the logins in `SAM_OPERATORS` only.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -113,12 +115,19 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
 
 /// The workspaces running now, each with the host it runs on.
 async fn running(state: &App) -> anyhow::Result<Vec<Running>> {
+    let ready = state.workspaces.ready().await?;
+    let host_ids: Vec<_> = ready.iter().filter_map(|w| w.host_id).collect();
+    let hosts: HashMap<_, _> = hosts::get_many(&state.db, &host_ids)
+        .await?
+        .into_iter()
+        .map(|host| (host.id, host))
+        .collect();
     let mut running = Vec::new();
-    for w in state.workspaces.ready().await? {
+    for w in ready {
         let host = match w.host_id {
             // The local provider keeps no hosts: its one agent runs beside sam.
             None => "this machine (local agent)".to_owned(),
-            Some(id) => match hosts::get(&state.db, id).await? {
+            Some(id) => match hosts.get(&id) {
                 Some(host) => format!(
                     "{} ({}, {})",
                     host.server_name,
