@@ -28,17 +28,6 @@ const EVENTS: &[&str] = &[
     "ping",
 ];
 
-const STATES: [WorkspaceState; 8] = [
-    WorkspaceState::Requested,
-    WorkspaceState::Provisioning,
-    WorkspaceState::Ready,
-    WorkspaceState::Stopping,
-    WorkspaceState::Stopped,
-    WorkspaceState::Deleting,
-    WorkspaceState::Deleted,
-    WorkspaceState::Failed,
-];
-
 /// Installs the process-wide recorder that `/metrics` renders; once per process.
 pub fn install() -> anyhow::Result<()> {
     let recorder = PrometheusBuilder::new().build_recorder();
@@ -145,7 +134,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
             .await;
     match counts {
         Ok(counts) => {
-            for workspace_state in STATES {
+            for workspace_state in WorkspaceState::ALL {
                 let name = workspace_state.as_str();
                 let count = counts
                     .iter()

@@ -16,6 +16,18 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of a workspace's life.
+    pub const ALL: [State; 8] = [
+        State::Requested,
+        State::Provisioning,
+        State::Ready,
+        State::Stopping,
+        State::Stopped,
+        State::Deleting,
+        State::Deleted,
+        State::Failed,
+    ];
+
     /// The name stored in the database and shown to people.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,16 +53,22 @@ impl TryFrom<String> for State {
     type Error = String;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Ok(match value.as_str() {
-            "requested" => State::Requested,
-            "provisioning" => State::Provisioning,
-            "ready" => State::Ready,
-            "stopping" => State::Stopping,
-            "stopped" => State::Stopped,
-            "deleting" => State::Deleting,
-            "deleted" => State::Deleted,
-            "failed" => State::Failed,
-            other => return Err(format!("unknown workspace state {other:?}")),
-        })
+        State::ALL
+            .into_iter()
+            .find(|state| state.as_str() == value)
+            .ok_or_else(|| format!("unknown workspace state {value:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_from_its_name() {
+        for state in State::ALL {
+            assert_eq!(State::try_from(state.as_str().to_owned()), Ok(state));
+        }
+        assert!(State::try_from("sleeping".to_owned()).is_err());
     }
 }
