@@ -180,5 +180,4 @@ mod tests {
             assert!(!is_live(state), "{state}");
         }
     }
-
 }
