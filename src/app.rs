@@ -50,18 +50,15 @@ pub struct App {
 
 impl App {
     /// Connects, migrates, starts the local agent and the delivery workers.
-    pub async fn start(mut config: Config) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
         let data_dir = lock_data_dir(&config.data_dir)?;
         let db = database::pool(&config.database_url)?;
         database::migrate(&db).await?;
-        if config.app.is_none() {
-            config.app = setup::stored_app(&config)?;
-        }
-        let github = GitHub::new(&config)?;
+        let run_as = setup::app_to_run_as(&config)?;
+        let github = GitHub::new(&config);
         let signer = Signer::load_or_create(&config.data_dir)?;
         let provider = Provider::start(&config, &db).await?;
         let workspaces = Workspaces::new(db.clone(), github.clone(), provider);
-        let registered = ArcSwapOption::from(config.app.clone().map(Arc::new));
         let inbox = Inbox::start(db.clone());
         let app = Arc::new(Self {
             config,
@@ -71,12 +68,15 @@ impl App {
             workspaces,
             signer,
             deliveries_waiting: Arc::new(Notify::new()),
-            registered,
+            registered: ArcSwapOption::empty(),
             setup_token: setup::new_token(),
             stopping: tokio::sync::watch::Sender::new(false),
             workers: Default::default(),
             _data_dir: data_dir,
         });
+        if let Some(run_as) = run_as {
+            app.register(run_as)?;
+        }
         if app.registered().is_none() {
             setup::announce(&app)?;
         } else {

@@ -139,12 +139,9 @@ async fn receive(
     let body = std::fs::read(&payload).with_context(|| format!("reading {}", payload.display()))?;
     serde_json::from_slice::<serde::de::IgnoredAny>(&body)
         .with_context(|| format!("{} is not JSON", payload.display()))?;
-    let app = match config.app {
-        Some(app) => app,
-        None => sam::setup::stored_app(&config)?.context(
-            "no GitHub App is configured or registered, so there is no webhook secret to sign with",
-        )?,
-    };
+    let app = sam::setup::app_to_run_as(&config)?.context(
+        "no GitHub App is configured or registered, so there is no webhook secret to sign with",
+    )?;
     let base = url.unwrap_or_else(|| config.public_url.to_string());
     // sam's base URL, or the webhook's own URL as GitHub's settings show it.
     let base = base.trim_end_matches('/');

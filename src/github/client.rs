@@ -42,20 +42,16 @@ pub(super) struct AppClients {
 }
 
 impl GitHub {
-    /// Builds the App client against `GITHUB_API_URL`, for the configured App if any.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let github = Self {
+    /// The client against `GITHUB_API_URL`, with no App until [`GitHub::use_app`].
+    pub fn new(config: &Config) -> Self {
+        Self {
             base: config
                 .github_api_url
                 .as_str()
                 .trim_end_matches('/')
                 .to_owned(),
             current: Arc::default(),
-        };
-        if let Some(app) = &config.app {
-            github.use_app(app)?;
         }
-        Ok(github)
     }
 
     /// Acts as `app` from now on, for every clone of this client.

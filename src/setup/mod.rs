@@ -45,6 +45,14 @@ pub fn new_token() -> String {
     hex::encode(rand::rng().random::<[u8; 16]>())
 }
 
+/// The App sam runs as: the one its settings name, else the one a registration stored.
+pub fn app_to_run_as(config: &Config) -> anyhow::Result<Option<AppCredentials>> {
+    match &config.app {
+        Some(app) => Ok(Some(app.clone())),
+        None => stored_app(config),
+    }
+}
+
 /// The App a registration stored in the data directory, when the configuration names none.
 pub fn stored_app(config: &Config) -> anyhow::Result<Option<AppCredentials>> {
     let Some(registration) = store::load(&config.data_dir)? else {
