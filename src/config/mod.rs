@@ -470,7 +470,6 @@ mod tests {
         for key in [
             "DATABASE_URL",
             "GITHUB_APP_SLUG",
-            "GITHUB_APP_SLUG",
             "GITHUB_WEBHOOK_SECRET",
             "GITHUB_CLIENT_ID",
             "GITHUB_CLIENT_SECRET",
