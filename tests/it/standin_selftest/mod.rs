@@ -6,14 +6,17 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::github::{AuthKind, Failure, GitHubStandIn, PullRequestSpec};
+use crate::support::github::{GitHubStandIn, PullRequestSpec};
 use crate::support::http_client;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod faults;
+mod web;
+
+pub(super) const WAIT: Duration = Duration::from_secs(10);
 
 /// A stand-in with `octo/hello` and `octo/other` on one installation and `else/where`
 /// on another; returns the first installation's id.
-async fn stand_in_with_repos() -> (GitHubStandIn, u64) {
+pub(super) async fn stand_in_with_repos() -> (GitHubStandIn, u64) {
     let github = GitHubStandIn::start().await;
     let octo = github.add_installation("octo");
     github.add_repo("octo/hello", octo);
@@ -23,7 +26,11 @@ async fn stand_in_with_repos() -> (GitHubStandIn, u64) {
     (github, octo)
 }
 
-async fn installation_token(github: &GitHubStandIn, installation: u64, body: Value) -> String {
+pub(super) async fn installation_token(
+    github: &GitHubStandIn,
+    installation: u64,
+    body: Value,
+) -> String {
     let response = http_client()
         .post(format!(
             "{}/app/installations/{installation}/access_tokens",
@@ -39,7 +46,7 @@ async fn installation_token(github: &GitHubStandIn, installation: u64, body: Val
     answer["token"].as_str().expect("a token").to_owned()
 }
 
-async fn get(github: &GitHubStandIn, path: &str, token: &str) -> reqwest::Response {
+pub(super) async fn get(github: &GitHubStandIn, path: &str, token: &str) -> reqwest::Response {
     http_client()
         .get(format!("{}{path}", github.url()))
         .header("authorization", format!("token {token}"))
@@ -375,263 +382,6 @@ async fn comments_reactions_and_sync_points() {
 }
 
 #[tokio::test]
-async fn fault_injection_fails_only_the_planned_requests() {
-    let (github, octo) = stand_in_with_repos().await;
-    let token = installation_token(&github, octo, json!({})).await;
-    let pattern = "/repos/*/*/issues/*/comments";
-    github.fail_next("POST", pattern, Failure::Status(502));
-    github.fail_next("POST", pattern, Failure::SecondaryRateLimit);
-    github.fail_next(
-        "POST",
-        pattern,
-        Failure::TooManyRequests {
-            retry_after_secs: 7,
-        },
-    );
-    let post = || {
-        http_client()
-            .post(format!(
-                "{}/repos/octo/hello/issues/1/comments",
-                github.url()
-            ))
-            .bearer_auth(&token)
-            .json(&json!({ "body": "hello" }))
-            .send()
-    };
-
-    assert_eq!(
-        post().await.expect("send").status(),
-        StatusCode::BAD_GATEWAY
-    );
-    let secondary = post().await.expect("send");
-    assert_eq!(secondary.status(), StatusCode::FORBIDDEN);
-    assert_eq!(secondary.headers()["retry-after"], "1");
-    let limited = post().await.expect("send");
-    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(limited.headers()["retry-after"], "7");
-    assert!(
-        github.comments("octo/hello", 1).is_empty(),
-        "failed requests have no effect"
-    );
-
-    assert_eq!(post().await.expect("send").status(), StatusCode::CREATED);
-    assert_eq!(github.comments("octo/hello", 1).len(), 1);
-
-    let statuses: Vec<(u16, bool)> = github
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/repos/octo/hello/issues/1/comments")
-        .map(|r| (r.status, r.injected))
-        .collect();
-    assert_eq!(
-        statuses,
-        [(502, true), (403, true), (429, true), (201, false)]
-    );
-}
-
-#[tokio::test]
-async fn slow_response_still_takes_effect() {
-    let (github, octo) = stand_in_with_repos().await;
-    let token = installation_token(&github, octo, json!({})).await;
-    github.fail_next(
-        "POST",
-        "/repos/octo/hello/issues/2/comments",
-        Failure::SlowResponse(Duration::from_secs(5)),
-    );
-    let result = http_client()
-        .post(format!(
-            "{}/repos/octo/hello/issues/2/comments",
-            github.url()
-        ))
-        .bearer_auth(&token)
-        .timeout(Duration::from_millis(200))
-        .json(&json!({ "body": "maybe twice" }))
-        .send()
-        .await;
-    assert!(result.is_err_and(|e| e.is_timeout()));
-    assert_eq!(
-        github.wait_for_comment("octo/hello", 2, WAIT).await.body,
-        "maybe twice"
-    );
-}
-
-#[tokio::test]
-async fn request_log_records_auth_kinds_but_never_tokens() {
-    let (github, octo) = stand_in_with_repos().await;
-    let token = installation_token(&github, octo, json!({})).await;
-    get(&github, "/repos/octo/hello", &token).await;
-    let log = github.requests();
-    let kinds: Vec<AuthKind> = log.iter().map(|r| r.auth).collect();
-    assert_eq!(kinds, [AuthKind::AppJwt, AuthKind::InstallationToken]);
-    assert!(!format!("{log:?}").contains(&token));
-}
-
-#[tokio::test]
-async fn oauth_web_flow_round_trip() {
-    let github = GitHubStandIn::start().await;
-    github.sign_in_as("octocat");
-    let client = http_client();
-    let callback = "http://127.0.0.1:1/auth/callback";
-
-    let authorize = client
-        .get(format!("{}/login/oauth/authorize", github.url()))
-        .query(&[
-            ("client_id", github.client_id().as_str()),
-            ("redirect_uri", callback),
-            ("state", "xyz"),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(authorize.status(), StatusCode::FOUND);
-    let location =
-        url::Url::parse(authorize.headers()["location"].to_str().expect("text")).expect("URL");
-    assert!(location.as_str().starts_with(callback));
-    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "xyz");
-
-    let exchange = |code: String, secret: String| {
-        client
-            .post(format!("{}/login/oauth/access_token", github.url()))
-            .header("accept", "application/json")
-            .form(&[
-                ("client_id", github.client_id()),
-                ("client_secret", secret),
-                ("code", code),
-            ])
-            .send()
-    };
-    let wrong_secret: Value = exchange(query["code"].clone(), "nope".into())
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(wrong_secret["error"], "incorrect_client_credentials");
-
-    let answer: Value = exchange(query["code"].clone(), github.client_secret())
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(answer["token_type"], "bearer");
-    let token = answer["access_token"].as_str().expect("a token");
-    assert!(token.starts_with("gho_"));
-
-    let reused: Value = exchange(query["code"].clone(), github.client_secret())
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(reused["error"], "bad_verification_code");
-
-    let user: Value = client
-        .get(format!("{}/user", github.url()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(user["login"], "octocat");
-}
-
-#[tokio::test]
-async fn oauth_authorize_without_a_signed_in_user_is_refused() {
-    let github = GitHubStandIn::start().await;
-    let response = http_client()
-        .get(format!("{}/login/oauth/authorize", github.url()))
-        .query(&[
-            ("client_id", github.client_id().as_str()),
-            ("redirect_uri", "http://127.0.0.1:1/cb"),
-        ])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-}
-
-#[tokio::test]
-async fn manifest_conversion_registers_a_new_app_once() {
-    let github = GitHubStandIn::start().await;
-    let manifest = json!({
-        "name": "My sam",
-        "url": "https://sam.example",
-        "hook_attributes": { "url": "https://sam.example/webhook" },
-        "redirect_url": "https://sam.example/setup/done",
-        "default_permissions": { "issues": "write" },
-        "default_events": ["issue_comment"],
-    });
-    let code = github.create_manifest_code(manifest);
-    let convert = || {
-        http_client()
-            .post(format!("{}/app-manifests/{code}/conversions", github.url()))
-            .send()
-    };
-
-    let response = convert().await.expect("send");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let app: Value = response.json().await.expect("JSON");
-    assert_eq!(app["slug"], "my-sam");
-    assert_eq!(app["id"], json!(github.app_id()));
-    assert_eq!(app["pem"], json!(github.private_key_pem()));
-    assert_eq!(
-        app["webhook_secret"],
-        json!(github.webhook_secret().expect("a webhook secret"))
-    );
-    assert_eq!(app["client_secret"], json!(github.client_secret()));
-    assert!(
-        app["pem"]
-            .as_str()
-            .expect("PEM")
-            .starts_with("-----BEGIN RSA PRIVATE KEY-----")
-    );
-
-    let as_new_app = http_client()
-        .get(format!("{}/app", github.url()))
-        .bearer_auth(github.app_jwt())
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(as_new_app.status(), StatusCode::OK);
-
-    assert_eq!(
-        convert().await.expect("send").status(),
-        StatusCode::NOT_FOUND,
-        "codes work once"
-    );
-}
-
-#[tokio::test]
-async fn manifest_form_redirects_back_with_a_code() {
-    let github = GitHubStandIn::start().await;
-    let manifest = json!({
-        "url": "https://sam.example",
-        "hook_attributes": { "url": "https://sam.example/webhook" },
-        "redirect_url": "http://127.0.0.1:1/setup/done",
-    });
-    let response = http_client()
-        .post(format!("{}/settings/apps/new?state=s1", github.url()))
-        .form(&[("manifest", manifest.to_string())])
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(response.status(), StatusCode::FOUND);
-    let location = response.headers()["location"]
-        .to_str()
-        .expect("text")
-        .to_owned();
-    assert!(
-        location.starts_with("http://127.0.0.1:1/setup/done?code="),
-        "{location}"
-    );
-    assert!(location.ends_with("&state=s1"), "{location}");
-}
-
-#[tokio::test]
 async fn check_runs_are_created_and_completed() {
     let (github, octo) = stand_in_with_repos().await;
     let token = installation_token(&github, octo, json!({})).await;
@@ -690,13 +440,6 @@ async fn branches_come_from_the_git_server() {
     assert_eq!(branch["commit"]["sha"], sha);
     let missing = get(&github, "/repos/octo/hello/branches/nope", &token).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-#[should_panic(expected = "saw no a reaction on comment 1")]
-async fn sync_point_times_out_with_a_clear_message() {
-    let github = GitHubStandIn::start().await;
-    github.wait_for_reaction(1, Duration::from_millis(50)).await;
 }
 
 #[tokio::test]
