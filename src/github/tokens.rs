@@ -59,21 +59,50 @@ impl GitHub {
             "repository_ids": [repo_id],
             "permissions": { "contents": access.as_str() },
         });
+        self.narrowed_token(installation, &body)
+            .await
+            .with_context(|| {
+                format!(
+                    "obtaining a {} token for repository {repo_id}",
+                    access.as_str()
+                )
+            })
+    }
+
+    /// A new read-only token for the checkout of `full_name` (`owner/name`), named as
+    /// the App's installation on its owner sees it. The checkout needs no more, and the
+    /// agent never holds a token that could write.
+    pub async fn checkout_token(
+        &self,
+        installation: u64,
+        full_name: &str,
+    ) -> anyhow::Result<RepositoryToken> {
+        let name = full_name
+            .split_once('/')
+            .map_or(full_name, |(_, name)| name);
+        let body = json!({
+            "repositories": [name],
+            "permissions": { "contents": Access::Read.as_str() },
+        });
+        self.narrowed_token(installation, &body)
+            .await
+            .with_context(|| format!("obtaining a read token for {full_name}"))
+    }
+
+    async fn narrowed_token(
+        &self,
+        installation: u64,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<RepositoryToken> {
         let route = format!("/app/installations/{installation}/access_tokens");
         let clients = self.clients()?;
         // Minting a second token after a lost answer is harmless: the first simply expires.
         let issued: Issued = super::retry::run(
             "minting a repository token",
             super::retry::idempotent,
-            || clients.app.post(&route, Some(&body)),
+            || clients.app.post(&route, Some(body)),
         )
-        .await
-        .with_context(|| {
-            format!(
-                "obtaining a {} token for repository {repo_id}",
-                access.as_str()
-            )
-        })?;
+        .await?;
         Ok(RepositoryToken {
             token: SecretString::from(issued.token),
             expires_at: issued.expires_at,

@@ -23,7 +23,6 @@ use crate::commands::HostSize;
 use crate::config::Config;
 use crate::database::workspaces::{self as db, NewWorkspace, WorkspaceModel};
 use crate::github::GitHub;
-use crate::github::tokens::Access;
 use agent::{AgentClient, Checkout, CheckoutFailed, GitUser};
 use hetzner::HetznerPool;
 use local::LocalAgent;
@@ -213,11 +212,7 @@ impl Workspaces {
         // the checkout only fetches.
         let token = self
             .github
-            .repository_token(
-                workspace.installation_id as u64,
-                workspace.repo_id as u64,
-                Access::Read,
-            )
+            .checkout_token(workspace.installation_id as u64, &workspace.repo_full_name)
             .await?
             .token;
         let agent = self.provider.agent_for(workspace.id).await?;

@@ -272,6 +272,34 @@ async fn open_with_a_branch_on_an_issue_gives_a_ready_workspace_on_that_branch()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_without_a_branch_on_an_issue_gives_the_default_branch() {
+    let stage = Stage::start(Fixture::Issues).await;
+    // The payload names `master` as the repository's default branch.
+    let head = stage
+        .git
+        .push_branch(stage.repo, "master", &[("notes.txt", "default\n")]);
+    stage
+        .github
+        .set_permission(stage.repo, "Codertocat", "write");
+
+    let (_, payload) = stage.write(1, "Codertocat", "/sam open");
+    stage.deliver(&payload).await;
+    let status = settled_status(&stage, 1).await;
+    let body = &status.body;
+    assert!(
+        body.starts_with(":white_check_mark: @Codertocat,"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("on `master` at `{}`", &head[..12])),
+        "{body}"
+    );
+    let checkout = stage.checkout_dir(&workspace_in(body, &stage.sam.url));
+    assert_eq!(rev_parse(&checkout, &["--abbrev-ref", "HEAD"]), "master");
+    assert_eq!(rev_parse(&checkout, &["HEAD"]), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_with_a_branch_the_repository_lacks_says_so_and_opens_nothing() {
     let stage = Stage::start(Fixture::Issues).await;
     stage
