@@ -233,17 +233,18 @@ async fn edits_bots_and_quoted_commands_trigger_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_with_a_branch_on_an_issue_gives_a_ready_workspace_on_that_branch() {
+/// Codertocat, who may write, writes `command` on issue 1 of a repository where `branch`
+/// has a commit of its own; the workspace must be ready on that branch and commit.
+async fn opens_on_an_issue(command: &str, branch: &str) {
     let stage = Stage::start(Fixture::Issues).await;
     let head = stage
         .git
-        .push_branch(stage.repo, "some-branch", &[("notes.txt", "hello\n")]);
+        .push_branch(stage.repo, branch, &[("notes.txt", "hello\n")]);
     stage
         .github
         .set_permission(stage.repo, "Codertocat", "write");
 
-    let (_, payload) = stage.write(1, "Codertocat", "/sam open some-branch");
+    let (_, payload) = stage.write(1, "Codertocat", command);
     stage.deliver(&payload).await;
     let status = settled_status(&stage, 1).await;
 
@@ -253,7 +254,7 @@ async fn open_with_a_branch_on_an_issue_gives_a_ready_workspace_on_that_branch()
         "{body}"
     );
     assert!(
-        body.contains(&format!("on `some-branch` at `{}`", &head[..12])),
+        body.contains(&format!("on `{branch}` at `{}`", &head[..12])),
         "{body}"
     );
     assert!(
@@ -261,10 +262,7 @@ async fn open_with_a_branch_on_an_issue_gives_a_ready_workspace_on_that_branch()
         "the status comment is edited in place, not reposted"
     );
     let checkout = stage.checkout_dir(&workspace_in(body, &stage.sam.url));
-    assert_eq!(
-        rev_parse(&checkout, &["--abbrev-ref", "HEAD"]),
-        "some-branch"
-    );
+    assert_eq!(rev_parse(&checkout, &["--abbrev-ref", "HEAD"]), branch);
     assert_eq!(rev_parse(&checkout, &["HEAD"]), head);
 
     stage.wait_until_handled(1).await;
@@ -272,31 +270,14 @@ async fn open_with_a_branch_on_an_issue_gives_a_ready_workspace_on_that_branch()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_without_a_branch_on_an_issue_gives_the_default_branch() {
-    let stage = Stage::start(Fixture::Issues).await;
-    // The payload names `master` as the repository's default branch.
-    let head = stage
-        .git
-        .push_branch(stage.repo, "master", &[("notes.txt", "default\n")]);
-    stage
-        .github
-        .set_permission(stage.repo, "Codertocat", "write");
+async fn open_with_a_branch_on_an_issue_gives_a_ready_workspace_on_that_branch() {
+    opens_on_an_issue("/sam open some-branch", "some-branch").await;
+}
 
-    let (_, payload) = stage.write(1, "Codertocat", "/sam open");
-    stage.deliver(&payload).await;
-    let status = settled_status(&stage, 1).await;
-    let body = &status.body;
-    assert!(
-        body.starts_with(":white_check_mark: @Codertocat,"),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!("on `master` at `{}`", &head[..12])),
-        "{body}"
-    );
-    let checkout = stage.checkout_dir(&workspace_in(body, &stage.sam.url));
-    assert_eq!(rev_parse(&checkout, &["--abbrev-ref", "HEAD"]), "master");
-    assert_eq!(rev_parse(&checkout, &["HEAD"]), head);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_without_a_branch_on_an_issue_gives_the_default_branch() {
+    // The payload names `master` as the repository's default branch.
+    opens_on_an_issue("/sam open", "master").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
