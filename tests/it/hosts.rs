@@ -135,19 +135,49 @@ fn pinned_client(address: &str, port: u16, certificate: &[u8]) -> AgentClient {
 }
 
 /// Polls `check` until it holds, failing with `what` after [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(settles(check).await, "{what} within {WAIT:?}");
+}
+
+/// Whether `check` holds within [`WAIT`].
+async fn settles<F, Fut>(mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {WAIT:?}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    true
+}
+
+/// sam's record of its hosts, workspaces and deliveries, for a failure to show.
+async fn holdings(pool: &PgPool) -> String {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT format('host %s: %s, empty since %s, updated %s, server %s, error %s',
+                       id, state, empty_since, updated_at, server_id, error) FROM hosts
+         UNION ALL
+         SELECT format('workspace %s: %s on host %s, worked by %s, error %s; events: %s',
+                       w.id, w.state, w.host_id, w.worked_by, w.error,
+                       (SELECT string_agg(e.state || ' at ' || e.at, ', ' ORDER BY e.id)
+                        FROM workspace_events e WHERE e.workspace_id = w.id))
+         FROM workspaces w
+         UNION ALL
+         SELECT format('delivery %s (%s): %s after %s attempts, error %s',
+                       github_delivery, event, state, attempts, last_error) FROM deliveries",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_else(|e| vec![(format!("cannot read sam's records: {e}"),)]);
+    rows.into_iter().map(|(row,)| row + "\n").collect()
 }
 
 /// Types a command into a shell of the workspace behind `link`, through sam's relay, and
@@ -393,7 +423,7 @@ async fn an_empty_host_is_deleted_after_the_grace_period() {
     scene
         .write_on_pull_request(PULL, "/sam delete", "delete-the-workspace")
         .await;
-    eventually("the empty host and its server are deleted", || {
+    let deleted = settles(|| {
         let empty = hetzner.servers().is_empty();
         let pool = &pool;
         async move {
@@ -406,6 +436,13 @@ async fn an_empty_host_is_deleted_after_the_grace_period() {
         }
     })
     .await;
+    assert!(
+        deleted,
+        "the empty host and its server were not deleted within {WAIT:?}; servers: {:?}\n{}\ncomments: {:#?}",
+        hetzner.servers().iter().map(|s| s.id).collect::<Vec<_>>(),
+        holdings(&pool).await,
+        scene.github.comments(REPO, PULL),
+    );
     let (state, waited): (String, f64) = sqlx::query_as(
         "SELECT state, extract(epoch FROM updated_at - empty_since)::float8 FROM hosts WHERE id = $1",
     )

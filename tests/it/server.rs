@@ -18,6 +18,9 @@ pub struct SamServer {
     child: Child,
     pub url: String,
     pub data_dir: tempfile::TempDir,
+    /// What sam (and the agent it started) printed, unless the test asked for it elsewhere:
+    /// shown when the test fails, rather than mixed into every other test's output.
+    output: Option<tempfile::NamedTempFile>,
 }
 
 impl SamServer {
@@ -85,6 +88,11 @@ impl SamServer {
                 .env("GITHUB_CLIENT_SECRET", github.client_secret());
         }
         command.envs(settings.iter().copied());
+        let output = tempfile::NamedTempFile::new().expect("creating sam's output file");
+        let file = output.as_file();
+        command
+            .stdout(file.try_clone().unwrap())
+            .stderr(file.try_clone().unwrap());
         if let Some(log) = &launch.log_to {
             let file = std::fs::File::create(log).expect("creating the log file");
             command.stdout(file);
@@ -94,10 +102,12 @@ impl SamServer {
             command.stderr(file);
         }
         let child = command.spawn().expect("starting sam serve");
+        let output = (launch.log_to.is_none() || launch.errors_to.is_none()).then_some(output);
         let mut server = Self {
             child,
             url,
             data_dir,
+            output,
         };
         server.wait_until_healthy(Duration::from_secs(60)).await;
         server
@@ -214,6 +224,34 @@ impl Drop for SamServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.show_output();
+        }
+    }
+}
+
+impl SamServer {
+    /// The end of what sam printed, straight to the test binary's standard error (not
+    /// through the test's captured output), so that it sits just above the failure.
+    fn show_output(&self) {
+        const LINES: usize = 60;
+        let Some(output) = &self.output else { return };
+        let Ok(text) = std::fs::read_to_string(output.path()) else {
+            return;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LINES)..];
+        let mut shown = format!(
+            "---- the last {} of {} lines sam at {} printed ----\n",
+            tail.len(),
+            lines.len(),
+            self.url
+        );
+        for line in tail {
+            shown.push_str(line);
+            shown.push('\n');
+        }
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), shown.as_bytes());
     }
 }
 

@@ -544,6 +544,11 @@ fn boot(shared: &Shared, view: &ServerView, dir: &std::path::Path) -> Result<Lau
 }
 
 fn start_agent(launch: &Launch) -> Result<tokio::process::Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(launch.home.join(AGENT_LOG))
+        .map_err(|e| format!("cannot open the agent's log: {e}"))?;
     tokio::process::Command::new(agent_binary())
         .args(&launch.args)
         .env_clear()
@@ -552,10 +557,44 @@ fn start_agent(launch: &Launch) -> Result<tokio::process::Child, String> {
         .envs(launch.env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start sam-agent: {e}"))
+}
+
+/// Where, in a server's directory, its agent's log goes: shown when a test fails.
+const AGENT_LOG: &str = "agent.log";
+
+impl Drop for HetznerStandIn {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(model) = self.shared.model.lock() else {
+            return;
+        };
+        let mut shown = String::new();
+        for server in model.servers.values() {
+            let Some(launch) = &server.launch else {
+                continue;
+            };
+            let log = std::fs::read_to_string(launch.home.join(AGENT_LOG)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(20)..];
+            shown += &format!(
+                "---- the last {} lines the agent of server {} printed ----\n",
+                tail.len(),
+                server.view.id
+            );
+            for line in tail {
+                shown += line;
+                shown.push('\n');
+            }
+        }
+        // Straight to standard error, beside sam's own output (see `SamServer`).
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), shown.as_bytes());
+    }
 }
 
 fn agent_binary() -> PathBuf {
