@@ -223,6 +223,19 @@ pub async fn redeem(
     .await
 }
 
+/// Whether `token_hash` is the live token of a host whose server sam has not recorded
+/// yet: the provider may start a server, and its agent may register, before it answered
+/// sam's request to create it.
+pub async fn awaits_its_server(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM hosts WHERE bootstrap_hash = $1 AND state = 'creating'
+                          AND server_id IS NULL AND bootstrap_expires_at > now())",
+    )
+    .bind(token_hash)
+    .fetch_one(db)
+    .await
+}
+
 /// One sweep's bookkeeping, under the hosts lock: hosts whose token expired unredeemed are
 /// given up; a ready host with no live workspace is marked empty from now, one with a
 /// workspace is not; an empty host past `grace` moves to `deleting`. Returns every host

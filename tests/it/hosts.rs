@@ -285,6 +285,20 @@ async fn sam_open_creates_a_server_whose_agent_serves_the_shell() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_registers_before_the_api_answered_sam_is_told_to_try_again() {
+    let hetzner = HetznerStandIn::start().await;
+    hetzner.answer_creates_after(Duration::from_secs(2));
+    let (hetzner, scene) = hosted_on(hetzner, &[]).await;
+    let server = hetzner.servers().remove(0);
+    let log = hetzner.agent_log(server.id);
+    assert!(
+        log.contains("503") && log.contains("registered with sam"),
+        "the agent did not register early and then again:\n{log}"
+    );
+    shell_answers(&scene, &scene.link, BRANCH).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_and_started_again_keeps_serving_its_workspaces() {
     let (hetzner, scene) = hosted(&[]).await;
     let server = hetzner.servers().remove(0);

@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{bearer, no_store, refuse};
 use crate::server::AppState;
 use crate::workspaces::Provider;
+use crate::workspaces::hetzner::Redemption;
 
 /// What the agent sends.
 #[derive(Deserialize)]
@@ -74,16 +75,27 @@ pub async fn register(
         return refuse(StatusCode::BAD_REQUEST, &format!("{error:#}"));
     }
     match pool.register(token, registration.port, &certificate).await {
-        Ok(Some(registered)) => {
+        Ok(Redemption::Registered { host, key }) => {
             let mut response = Json(Registered {
-                host: registered.host,
-                key: hex::encode(registered.key),
+                host,
+                key: hex::encode(key),
             })
             .into_response();
             no_store(&mut response);
             response
         }
-        Ok(None) => {
+        // The agent retries on 503, and sam will know the server in a moment.
+        Ok(Redemption::TooEarly) => {
+            let mut response = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sam is still recording this host's server; try again in a moment",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Ok(Redemption::Refused) => {
             tracing::warn!("an agent presented a bootstrap token that is unknown, used or expired");
             refuse(
                 StatusCode::UNAUTHORIZED,

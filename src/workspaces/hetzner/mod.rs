@@ -56,10 +56,15 @@ struct Inner {
     clients: Mutex<HashMap<Uuid, AgentClient>>,
 }
 
-/// A bootstrap token redeemed: what the agent needs to serve.
-pub struct Registered {
-    pub host: Uuid,
-    pub key: Vec<u8>,
+/// What came of an agent presenting its bootstrap token.
+pub enum Redemption {
+    /// The token is redeemed: what the agent needs to serve.
+    Registered { host: Uuid, key: Vec<u8> },
+    /// The token is good, but sam has not recorded the host's server yet; the agent should
+    /// try again in a moment.
+    TooEarly,
+    /// The token is unknown, used already, or expired.
+    Refused,
 }
 
 impl HetznerPool {
@@ -271,17 +276,20 @@ impl HetznerPool {
         Ok(clients.entry(host.id).or_insert(client).clone())
     }
 
-    /// Redeems a bootstrap token for an agent now listening on `port` with `certificate`;
-    /// `None` when the token is unknown, used already, or expired.
+    /// Redeems a bootstrap token for an agent now listening on `port` with `certificate`.
     pub async fn register(
         &self,
         token: &str,
         port: u16,
         certificate: &[u8],
-    ) -> anyhow::Result<Option<Registered>> {
+    ) -> anyhow::Result<Redemption> {
         let hash = Sha256::digest(token.trim().as_bytes());
         let Some(mut host) = db::redeem(&self.inner.db, &hash, port, certificate).await? else {
-            return Ok(None);
+            return Ok(if db::awaits_its_server(&self.inner.db, &hash).await? {
+                Redemption::TooEarly
+            } else {
+                Redemption::Refused
+            });
         };
         if host.state != "ready" {
             let address = self.private_address(&host).await;
@@ -298,10 +306,10 @@ impl HetznerPool {
             }
         }
         tracing::info!(host = %host.id, address = host.address.as_deref().unwrap_or(""), port, "host registered");
-        Ok(Some(Registered {
+        Ok(Redemption::Registered {
             host: host.id,
             key: self.host_key(host.id),
-        }))
+        })
     }
 
     /// The address of a host in the configured private network, from the API.

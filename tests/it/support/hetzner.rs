@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -75,6 +76,8 @@ struct Model {
     servers: BTreeMap<i64, Server>,
     next_id: i64,
     hold_boots: bool,
+    /// How long a `POST /servers` waits, after starting the server, to answer.
+    answer_creates_after: Duration,
     failures: VecDeque<(u16, String, String)>,
     networks: Vec<i64>,
 }
@@ -104,6 +107,7 @@ impl HetznerStandIn {
                 servers: BTreeMap::new(),
                 next_id: 40_000_000,
                 hold_boots: false,
+                answer_creates_after: Duration::ZERO,
                 failures: VecDeque::new(),
                 networks: Vec::new(),
             }),
@@ -191,6 +195,22 @@ impl HetznerStandIn {
     /// Whether servers created from now on stay down (their agent never starts).
     pub fn hold_boots(&self, hold: bool) {
         self.shared.model.lock().unwrap().hold_boots = hold;
+    }
+
+    /// What the agent of server `id` printed.
+    pub fn agent_log(&self, id: i64) -> String {
+        let model = self.shared.model.lock().unwrap();
+        let launch = model.servers[&id]
+            .launch
+            .as_ref()
+            .expect("the server booted");
+        std::fs::read_to_string(launch.home.join(AGENT_LOG)).unwrap_or_default()
+    }
+
+    /// Answers `POST /servers` from now on `delay` after the server started, as a slow
+    /// API might: its agent may register before sam has heard of the server.
+    pub fn answer_creates_after(&self, delay: Duration) {
+        self.shared.model.lock().unwrap().answer_creates_after = delay;
     }
 
     /// Answers the next `POST /servers` with this error instead of a server.
@@ -326,6 +346,16 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let answer_after = shared.model.lock().unwrap().answer_creates_after;
+    let response = create_now(shared, headers, body);
+    if response.status() == StatusCode::CREATED {
+        tokio::time::sleep(answer_after).await;
+    }
+    response
+}
+
+/// `POST /servers`: the server is created, and booted, before the answer leaves.
+fn create_now(shared: Arc<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if !authorized(&shared, &headers) {
         return unauthorized();
     }
