@@ -61,25 +61,7 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     match cli.command {
-        Command::CheckConfig => {
-            println!("The configuration is complete: {config:?}");
-            if config.app.is_none() {
-                match sam::setup::stored_app(&config) {
-                    Ok(Some(app)) => println!(
-                        "No App is set; sam will run as the App it registered, {} (id {}).",
-                        app.slug, app.id
-                    ),
-                    Ok(None) => println!(
-                        "No GitHub App is set or registered yet: `sam serve` offers to register one on its front page."
-                    ),
-                    Err(error) => {
-                        eprintln!("error: {}", describe(&error));
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            ExitCode::SUCCESS
-        }
+        Command::CheckConfig => run(check_config(config)),
         Command::Serve => run(serve(config)),
         Command::Receive {
             event,
@@ -87,6 +69,67 @@ fn main() -> ExitCode {
             url,
         } => run(receive(config, event, payload, url)),
     }
+}
+
+/// What `sam serve` would run with, in words, and whether the database answers.
+async fn check_config(config: Config) -> anyhow::Result<()> {
+    println!("sam's settings are complete:");
+    println!("  listens on      {}", config.listen);
+    println!("  public URL      {}", config.public_url);
+    println!("  data directory  {}", config.data_dir.display());
+    println!("  workspaces on   {}", config.provider.describe());
+    match config.idle_timeout {
+        Some(timeout) => println!(
+            "  idle stop       after {}",
+            humantime::format_duration(timeout)
+        ),
+        None => println!("  idle stop       never"),
+    }
+    println!(
+        "  GitHub          {} (API {})",
+        config.github_url, config.github_api_url
+    );
+    match &config.app {
+        Some(app) => println!(
+            "  GitHub App      {} (id {}), from the settings",
+            app.slug, app.id
+        ),
+        None => match sam::setup::stored_app(&config)? {
+            Some(app) => println!(
+                "  GitHub App      {} (id {}), the App sam registered",
+                app.slug, app.id
+            ),
+            None => println!(
+                "  GitHub App      none yet: `sam serve` offers to register one on its front page"
+            ),
+        },
+    }
+    if !config.operators.is_empty() {
+        println!("  operators       {}", config.operators.join(", "));
+    }
+    let pool = sam::database::pool(&config.database_url)?;
+    let standing = sam::database::standing(&pool).await?;
+    let migrations = match standing.applied.cmp(&standing.known) {
+        std::cmp::Ordering::Equal => "migrated".to_owned(),
+        _ if standing.applied == 0 => {
+            "no tables of sam's yet: `sam serve` creates them at start".to_owned()
+        }
+        std::cmp::Ordering::Less => format!(
+            "{} of {} migrations to apply, which `sam serve` does at start",
+            standing.known - standing.applied,
+            standing.known
+        ),
+        std::cmp::Ordering::Greater => anyhow::bail!(
+            "the database has {} migrations, more than the {} this sam knows: it was used by a newer sam",
+            standing.applied,
+            standing.known
+        ),
+    };
+    println!(
+        "  database        reachable, PostgreSQL {}, {migrations}",
+        standing.server_version
+    );
+    Ok(())
 }
 
 fn run(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {

@@ -52,6 +52,45 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .context("applying database migrations")
 }
 
+/// The database as `sam check-config` reports it.
+pub struct Standing {
+    /// PostgreSQL's version, as the server gives it.
+    pub server_version: String,
+    /// Migrations the database has had, and those this sam knows.
+    pub applied: usize,
+    pub known: usize,
+}
+
+/// Reaches the database and reads its version and how far it is migrated, changing
+/// nothing.
+pub async fn standing(pool: &PgPool) -> anyhow::Result<Standing> {
+    reach(pool).await?;
+    let server_version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(pool)
+        .await
+        .context("reading the server's version")?;
+    let tracked: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .context("looking for sam's migrations")?;
+    let applied: i64 = if tracked {
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .context("counting sam's migrations")?
+    } else {
+        0
+    };
+    Ok(Standing {
+        server_version,
+        applied: usize::try_from(applied).unwrap_or(0),
+        known: MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .count(),
+    })
+}
+
 /// True when a trivial query answers within the pool's acquire timeout.
 pub async fn is_usable(pool: &PgPool) -> bool {
     sqlx::query_scalar::<_, i32>("SELECT 1")

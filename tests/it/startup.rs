@@ -4,6 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
+use crate::support::db::TestDatabase;
 use crate::support::github::GitHubStandIn;
 
 /// `sam <args>` with exactly these settings.
@@ -79,10 +80,11 @@ async fn an_app_file_others_can_read_is_warned_about() {
     });
     std::fs::write(&file, registration.to_string()).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let db = TestDatabase::create().await;
     let output = sam(
         &["check-config"],
         &[
-            ("DATABASE_URL", "postgres://sam@db/sam"),
+            ("DATABASE_URL", db.url()),
             ("SAM_DATA_DIR", data.path().to_str().unwrap()),
             ("NO_COLOR", "1"),
         ],
@@ -91,9 +93,53 @@ async fn an_app_file_others_can_read_is_warned_about() {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("readable by other users"), "{text}");
     assert!(
-        text.contains("sam will run as the App it registered"),
+        text.contains("sam-test (id 4242), the App sam registered"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn check_config_reaches_the_database_and_says_what_sam_would_run_with() {
+    let db = TestDatabase::create().await;
+    let settings = [
+        ("DATABASE_URL", db.url()),
+        ("SAM_PUBLIC_URL", "https://sam.example.com"),
+        ("SAM_IDLE_TIMEOUT", "45m"),
+    ];
+    let output = sam(&["check-config"], &settings);
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    for expected in [
+        "https://sam.example.com",
+        "this machine (local provider)",
+        "after 45m",
+        "GitHub App      none yet",
+        "reachable, PostgreSQL",
+        "no tables of sam's yet: `sam serve` creates them at start",
+    ] {
+        assert!(said.contains(expected), "{expected:?} not in:\n{said}");
+    }
+    // Only looked at: the database is as it was.
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_one(&db.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(tables, 0, "check-config changed the database");
+
+    // A database that does not answer is a failed check that names where it looked.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let away = format!("postgres://sam:a-password@127.0.0.1:{port}/sam");
+    let output = sam(&["check-config"], &[("DATABASE_URL", away.as_str())]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("cannot reach the database at 127.0.0.1:{port}")),
+        "{said}"
+    );
+    assert!(!said.contains("a-password"), "{said}");
 }
 
 #[test]
