@@ -53,8 +53,9 @@ async fn lock(tx: &mut sqlx::PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Puts `workspace` on a live host of `new`'s provider and size that has room, or, when
-/// none has, on the host `new` describes, recorded here in state `creating`. True when
+/// Puts `workspace` on a live host of `new`'s provider and size, serving the workspace's
+/// installation, that has room, or, when none has, on the host `new` describes, recorded
+/// here in state `creating`. True when
 /// the host is the new one, which the caller must then create at the provider.
 pub async fn place(
     db: &PgPool,
@@ -68,6 +69,7 @@ pub async fn place(
         columns!(),
         " FROM hosts h
          WHERE h.provider = $1 AND h.size = $2 AND h.state IN ('creating', 'ready')
+           AND h.installation_id = (SELECT installation_id FROM workspaces WHERE id = $3)
            AND (SELECT count(*) FROM workspaces w
                 WHERE w.host_id = h.id AND w.id <> $3
                   AND w.state NOT IN ('deleted', 'failed')) < h.capacity
@@ -83,8 +85,9 @@ pub async fn place(
         None => {
             let host = sqlx::query_as(concat!(
                 "INSERT INTO hosts AS h (id, provider, size, capacity, state, server_name,
-                     bootstrap_hash, bootstrap_expires_at)
-                 VALUES ($1, $2, $3, $4, 'creating', $5, $6, $7)
+                     bootstrap_hash, bootstrap_expires_at, installation_id)
+                 VALUES ($1, $2, $3, $4, 'creating', $5, $6, $7,
+                     (SELECT installation_id FROM workspaces WHERE id = $8))
                  RETURNING ",
                 columns!()
             ))
@@ -95,6 +98,7 @@ pub async fn place(
             .bind(new.server_name)
             .bind(new.bootstrap_hash)
             .bind(new.bootstrap_expires_at)
+            .bind(workspace)
             .fetch_one(&mut *tx)
             .await?;
             (host, true)

@@ -15,7 +15,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use sam::workspaces::agent::AgentClient;
 
-use crate::scene::{PULL, REPO, ReadyWorkspace, ready_workspace_prepared, workspace_of};
+use crate::scene::{PULL, REPO, REQUESTER, ReadyWorkspace, ready_workspace_prepared, workspace_of};
+use crate::support::fixtures;
+use crate::support::github::PullRequestSpec;
 use crate::support::hetzner::{HetznerStandIn, ServerView};
 use crate::support::http_client;
 use crate::support::visitor::Visitor;
@@ -375,6 +377,78 @@ async fn workspaces_share_a_host_while_it_has_room_and_large_ones_get_a_large_se
             .unwrap();
     assert_eq!(size.as_deref(), Some("large"));
     shell_answers(&scene, &large_link, "feature/pull-6").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_takes_workspaces_of_one_installation_only() {
+    let (hetzner, scene) = hosted(&[("HETZNER_WORKSPACES_SMALL", "3")]).await;
+    let pool = scene.database().await;
+    let first = workspace_of(&scene.link);
+
+    // The same requester, on a repository of an organisation that installed the App apart.
+    let other = "octo-org/elsewhere";
+    let installation = scene.github.add_installation("octo-org");
+    let repo_id = scene.github.add_repo(other, installation);
+    scene.github.set_permission(other, REQUESTER, "write");
+    scene.git.create_repo(other);
+    let head = scene
+        .git
+        .push_branch(other, "feature/elsewhere", &[("README.md", "elsewhere\n")]);
+    scene.github.add_pull_request(
+        other,
+        1,
+        PullRequestSpec {
+            head_ref: "feature/elsewhere".into(),
+            head_sha: head,
+            author: REQUESTER.into(),
+            ..Default::default()
+        },
+    );
+    let comment = scene.github.add_comment(other, 1, REQUESTER, "/sam open");
+    let mut payload: Value = serde_json::from_slice(&fixtures::webhook(
+        "issue_comment",
+        "created-on-pull-request",
+    ))
+    .unwrap();
+    payload["issue"]["number"] = 1.into();
+    payload["comment"]["id"] = comment.id.into();
+    payload["comment"]["body"] = "/sam open".into();
+    payload["comment"]["user"]["id"] = scene.github.add_user(REQUESTER).into();
+    payload["repository"]["id"] = repo_id.into();
+    payload["repository"]["name"] = "elsewhere".into();
+    payload["repository"]["full_name"] = other.into();
+    payload["repository"]["owner"]["login"] = "octo-org".into();
+    let answer = scene
+        .sam
+        .deliver(
+            "issue_comment",
+            "open-elsewhere",
+            &serde_json::to_vec(&payload).unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status(), 202);
+    let ready = scene
+        .github
+        .wait_for_comment_where(other, 1, WAIT, |c| {
+            c.via_api && (c.body.contains("/w/") || c.body.contains(":x:"))
+        })
+        .await
+        .body;
+    let elsewhere = workspace_of(&link_in(&ready));
+
+    assert_ne!(
+        host_of(&pool, &elsewhere).await.0,
+        host_of(&pool, &first).await.0,
+        "two installations' workspaces share a host"
+    );
+    assert_eq!(hetzner.servers().len(), 2);
+    // The first installation's next workspace still joins its host, which has room.
+    let second = workspace_of(&link_in(&open_on(&scene, 4, "/sam open").await));
+    assert_eq!(
+        host_of(&pool, &second).await.0,
+        host_of(&pool, &first).await.0
+    );
+    assert_eq!(hetzner.servers().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
