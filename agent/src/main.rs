@@ -1,11 +1,11 @@
 //! `sam-agent`: checks out branches into workspaces and serves shells on PTYs
 //! over WebSocket to sam, which relays them to the browser.
 
+mod accounts;
 mod control;
 mod credential;
 mod register;
 mod server;
-mod shell_user;
 mod terminal;
 mod tls;
 mod workspace;
@@ -70,10 +70,11 @@ struct ServeArgs {
     /// How long a whole checkout (fetch included) may take.
     #[arg(long, default_value_t = 600)]
     git_timeout_secs: u64,
-    /// An account to run shells as, and to own the checkouts; needs the agent to run as
-    /// root. Without it, shells run as the agent's own user.
+    /// Give each workspace an account of its own, which its shells run as and which owns
+    /// its checkout; needs the agent to run as root. Without it, shells run as the agent's
+    /// own user.
     #[arg(long)]
-    shell_user: Option<String>,
+    account_per_workspace: bool,
     /// sam's URL, asked for fresh repository tokens when git in a shell needs them;
     /// `--register` sets it too. Without either, shells get no git credentials.
     #[arg(long)]
@@ -161,10 +162,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(async move {
             let signals = StopSignals::catch()?;
             let helper_exe = std::env::current_exe().context("cannot find the agent binary")?;
-            let shell_user = args
-                .shell_user
-                .as_deref()
-                .map(shell_user::ShellUser::lookup)
+            let accounts = args
+                .account_per_workspace
+                .then(|| accounts::Accounts::open(&args.root))
                 .transpose()?;
             // Registering first: on a host sam created, the key that signs token requests
             // is the one registration returns.
@@ -186,10 +186,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &args.root,
                 &helper_exe,
                 Duration::from_secs(args.git_timeout_secs),
-                shell_user.clone(),
+                accounts.clone(),
                 control,
             )?;
-            let sessions = Sessions::new(Duration::from_secs(args.session_grace_secs), shell_user);
+            let sessions = Sessions::new(Duration::from_secs(args.session_grace_secs), accounts);
             let state = Arc::new(AppState {
                 key,
                 workspaces,

@@ -364,6 +364,57 @@ async fn delete_removes_the_workspace_and_forgets_unknown_ones() {
 }
 
 #[tokio::test]
+async fn each_workspace_gets_an_account_and_one_made_before_gets_one_on_restart() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: accounts per workspace need the agent to run as root");
+        return;
+    }
+    let mut agent = Agent::start();
+    // Accounts cross the scratch folder to their workspaces.
+    std::fs::set_permissions(
+        agent.scratch(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let upstream = agent.upstream("accounts");
+    let commit = upstream.push_branch("topic");
+    let older = new_id();
+    let (status, _) = agent
+        .check_out(&older, &upstream.request("topic", &commit))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    agent.restart_with(&["--account-per-workspace"]);
+    let newer = new_id();
+    let (status, _) = agent
+        .check_out(&newer, &upstream.request("topic", &commit))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let account = |id: &str| format!("sam-{}", &id.replace('-', "")[..24]);
+    for id in [&older, &newer] {
+        let (mut term, _, _) = Term::open(&agent, id, "main", 0).await;
+        assert_eq!(term.run("id -un").await, account(id));
+        assert_eq!(
+            term.run("stat -c '%U %a' .").await,
+            format!("{} 700", account(id))
+        );
+        assert_eq!(term.run("git status --short | wc -l").await, "0");
+    }
+    assert_ne!(account(&older), account(&newer));
+
+    for id in [&older, &newer] {
+        assert_eq!(agent.delete(id).await, StatusCode::NO_CONTENT);
+        assert!(
+            nix::unistd::User::from_name(&account(id))
+                .unwrap()
+                .is_none(),
+            "the deleted workspace's account is left"
+        );
+    }
+}
+
+#[tokio::test]
 async fn session_name_must_be_plain() {
     let agent = Agent::start();
     let upstream = agent.upstream("r");

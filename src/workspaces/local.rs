@@ -32,19 +32,20 @@ struct Announcement {
 }
 
 impl LocalAgent {
-    /// Starts the agent and a task that restarts it whenever it exits; its shells run as
-    /// `shell_user` when given, and git in them gets tokens from sam at `control_url`.
+    /// Starts the agent and a task that restarts it whenever it exits; with
+    /// `account_per_workspace`, each workspace's shells run as an account of its own, and
+    /// git in them gets tokens from sam at `control_url`.
     pub async fn start(
         program: PathBuf,
         root: PathBuf,
-        shell_user: Option<String>,
+        account_per_workspace: bool,
         control_url: url::Url,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let agent = Agent {
             program,
             root,
-            shell_user,
+            account_per_workspace,
             control_url,
         };
         let (child, client) = agent.spawn().await?;
@@ -92,58 +93,20 @@ fn agent_build_command() -> &'static str {
 }
 
 /// The account shells run as when sam runs as root.
-pub const SHELL_USER: &str = "sam-shell";
-
-/// When sam runs as root, shells get an account of their own, so that they cannot read
-/// sam's data directory, its keys or other workspaces: this creates the account if it is
-/// missing, lets it reach (not list) the workspaces under `data_dir`, and returns its
-/// name. As any other user, sam cannot switch users, and shells run as sam's own.
-pub fn shell_user(data_dir: &Path, root: &Path) -> anyhow::Result<Option<String>> {
+/// When sam runs as root, each workspace's shells get an account of their own (the agent
+/// creates it), so that they cannot read sam's data directory, its keys or other
+/// workspaces: this lets those accounts reach (not list) the workspaces under `data_dir`.
+/// As any other user, sam cannot switch users, and shells run as sam's own.
+pub fn account_per_workspace(data_dir: &Path) -> anyhow::Result<bool> {
     if !nix::unistd::geteuid().is_root() {
         tracing::warn!(
             "sam does not run as root, so shells run as its own user and can read its data directory"
         );
-        return Ok(None);
+        return Ok(false);
     }
-    create_account(SHELL_USER)?;
-    for dir in [data_dir, root] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
-            .with_context(|| format!("letting shells reach {}", dir.display()))?;
-    }
-    Ok(Some(SHELL_USER.to_owned()))
-}
-
-/// Creates the system account `name` unless it exists. Another sam starting beside this
-/// one may be creating it at the same moment (useradd then fails, or finds the password
-/// file locked), so a failure counts only if the account is still missing afterwards.
-fn create_account(name: &str) -> anyhow::Result<()> {
-    let mut last = None;
-    for _ in 0..10 {
-        if nix::unistd::User::from_name(name)?.is_some() {
-            return Ok(());
-        }
-        let status = std::process::Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--create-home",
-                "--shell",
-                "/bin/bash",
-            ])
-            .arg(name)
-            .status()
-            .context("running useradd to create the shells' account")?;
-        if status.success() {
-            tracing::info!(user = name, "created the account shells run as");
-            return Ok(());
-        }
-        last = Some(status);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!(
-        "useradd could not create the account {name} for shells ({}); create it by hand",
-        last.map_or_else(String::new, |s| s.to_string())
-    )
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("letting shells reach {}", data_dir.display()))?;
+    Ok(true)
 }
 
 /// The URL the local agent reaches sam at: its own listen address, on the loopback
@@ -162,7 +125,7 @@ pub fn control_url(listen: std::net::SocketAddr) -> url::Url {
 struct Agent {
     program: PathBuf,
     root: PathBuf,
-    shell_user: Option<String>,
+    account_per_workspace: bool,
     control_url: url::Url,
 }
 
@@ -178,8 +141,8 @@ impl Agent {
             .arg(&self.root)
             .arg("--control-url")
             .arg(self.control_url.as_str());
-        if let Some(user) = &self.shell_user {
-            command.arg("--shell-user").arg(user);
+        if self.account_per_workspace {
+            command.arg("--account-per-workspace");
         }
         let mut child = command
             .env("SAM_AGENT_KEY", hex::encode(key))

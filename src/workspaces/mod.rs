@@ -72,12 +72,11 @@ impl Provider {
                 let root = config.data_dir.join("workspaces");
                 std::fs::create_dir_all(&root)
                     .with_context(|| format!("creating {}", root.display()))?;
-                let shell_user = local::shell_user(&config.data_dir, &root)?;
+                let accounts = local::account_per_workspace(&config.data_dir)?;
                 let control_url = local::control_url(config.listen);
-                let agent =
-                    LocalAgent::start(local::agent_program()?, root, shell_user, control_url)
-                        .await
-                        .context("starting the local workspace agent")?;
+                let agent = LocalAgent::start(local::agent_program()?, root, accounts, control_url)
+                    .await
+                    .context("starting the local workspace agent")?;
                 Ok(Provider::Local(agent))
             }
             ProviderConfig::Hetzner(settings) => Ok(Provider::Hetzner(HetznerPool::start(

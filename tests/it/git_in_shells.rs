@@ -220,6 +220,83 @@ async fn git_in_the_shell_keeps_working_after_the_agent_restarts() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspaces_shell_cannot_reach_another_workspace_on_the_machine() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: sam gives workspaces accounts of their own only when run as root");
+        return;
+    }
+    let scene = ready_workspace_over_http("neighbour-a", None).await;
+    scene.add_pull_request("neighbour-b", 4);
+    let other_link = scene.open_pull_request(4).await;
+    let mut mine = Shell::open(&scene).await;
+    let mut other = Shell::open_on(&scene, &other_link).await;
+
+    let (_, me) = mine.run("echo \"account=$(id -un)\"").await;
+    let (_, them) = other.run("echo \"account=$(id -un)\"").await;
+    let account = |text: &str| printed(text, "account=");
+    let (me, them) = (account(&me), account(&them));
+    assert!(
+        me.starts_with("sam-") && them.starts_with("sam-"),
+        "{me} {them}"
+    );
+    assert_ne!(me, them, "two workspaces' shells share an account");
+
+    // What the other workspace's shell would go for: this checkout, and its credential
+    // helper as git calls it, socket and all.
+    let (_, found) = mine
+        .run("echo \"dir=$PWD\"; echo \"helper=$(git config --get-regexp 'credential\\..*\\.helper' | grep -e --socket | cut -d' ' -f2-)\"")
+        .await;
+    let (dir, helper) = (printed(&found, "dir="), printed(&found, "helper="));
+    assert!(helper.contains("--socket"), "{helper}");
+
+    let (status, output) = other.run(&format!("ls {dir} 2>&1")).await;
+    assert_ne!(
+        status, 0,
+        "another workspace's checkout is readable:\n{output}"
+    );
+    let url = scene.github.url().to_owned();
+    let (status, output) = other
+        .run(&format!(
+            "printf 'protocol=http\\nhost={}\\n\\n' | {} get 2>&1",
+            url.trim_start_matches("http://").trim_end_matches('/'),
+            helper.trim_start_matches('!')
+        ))
+        .await;
+    assert!(
+        status != 0 && !output.contains("password="),
+        "another workspace's socket gave a token:\n{output}"
+    );
+    let (status, output) = mine.run("git fetch -q origin 2>&1").await;
+    assert_eq!(
+        status, 0,
+        "the workspace's own helper is refused:\n{output}"
+    );
+
+    // Deleting the workspace ends what its shells left running, and its account.
+    let (status, _) = other.run("(setsid sleep 600 >/dev/null 2>&1 &)").await;
+    assert_eq!(status, 0);
+    let left_running = || {
+        std::process::Command::new("pgrep")
+            .args(["-u", &them, "sleep"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(left_running(), "the background sleep did not start");
+    scene
+        .write_on_pull_request(4, "/sam delete", "delete-the-neighbour")
+        .await;
+    let deadline = Instant::now() + STEP;
+    while nix::unistd::User::from_name(&them).unwrap().is_some() || left_running() {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted workspace's account or its sleep is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(nix::unistd::User::from_name(&me).unwrap().is_some());
+}
+
 /// The pid of the `sam-agent` that sam started, if one runs.
 fn agent_of(scene: &ReadyWorkspace) -> Option<u32> {
     let sam = scene.sam.pid();
@@ -276,6 +353,18 @@ async fn assert_no_token_is_written_down(scene: &ReadyWorkspace, shell: &mut She
     assert!(!seen.contains("SAM_AGENT"), "{seen}");
 }
 
+/// What the shell printed after `key` on the last line that has it, the typed command's
+/// echo (where a `$` follows the key) aside.
+fn printed(text: &str, key: &str) -> String {
+    text.lines()
+        .rev()
+        .find_map(|line| {
+            let value = &line[line.find(key)? + key.len()..];
+            (!value.starts_with('$')).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+}
+
 /// A shell of the workspace's terminal, through sam's socket as the page opens it.
 struct Shell {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -285,8 +374,13 @@ struct Shell {
 
 impl Shell {
     async fn open(scene: &ReadyWorkspace) -> Self {
-        let cookie = scene.session_cookie().await;
-        let request = scene.terminal_request("git", &cookie, &scene.sam.url);
+        Self::open_on(scene, &scene.link).await
+    }
+
+    /// A shell of the workspace behind `link`, one of the scene's sam.
+    async fn open_on(scene: &ReadyWorkspace, link: &str) -> Self {
+        let cookie = scene.session_cookie_of(link).await;
+        let request = scene.terminal_request_of(link, "git", &cookie, &scene.sam.url);
         let (socket, _) = timeout(STEP, tokio_tungstenite::connect_async(request))
             .await
             .expect("a handshake in time")

@@ -224,6 +224,7 @@ impl Drop for SamServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.remove_workspace_accounts();
         if std::thread::panicking() {
             self.show_output();
         }
@@ -231,6 +232,37 @@ impl Drop for SamServer {
 }
 
 impl SamServer {
+    /// Removes the accounts the agent made, as root, for the workspaces under this sam's
+    /// data directory, which the test is done with: tests leave no accounts behind.
+    fn remove_workspace_accounts(&self) {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else {
+            return;
+        };
+        for entry in passwd.lines() {
+            let fields: Vec<&str> = entry.split(':').collect();
+            let (Some(name), Some(home)) = (fields.first(), fields.get(5)) else {
+                continue;
+            };
+            if !Path::new(home).starts_with(self.data_dir.path()) {
+                continue;
+            }
+            // userdel refuses at once while another holds the password file's lock.
+            for _ in 0..40 {
+                let removed = Command::new("userdel")
+                    .args(["--force", name])
+                    .stderr(Stdio::null())
+                    .status();
+                if removed.is_ok_and(|status| status.success() || status.code() == Some(6)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// The end of what sam printed, straight to the test binary's standard error (not
     /// through the test's captured output), so that it sits just above the failure.
     fn show_output(&self) {

@@ -605,9 +605,11 @@ async fn the_shell_cannot_read_sams_keys() {
     );
 
     run(&browser, "echo \"user: $(id -un)\"").await;
-    // Run as root, sam gives shells an account of their own; otherwise they are sam's.
+    // Run as root, sam gives each workspace's shells an account of their own; otherwise
+    // they are sam's.
     let expected = if nix::unistd::geteuid().is_root() {
-        "sam-shell".to_owned()
+        let id = crate::scene::workspace_of(&workspace.link).replace('-', "");
+        format!("sam-{}", &id[..24])
     } else {
         nix::unistd::User::from_uid(nix::unistd::geteuid())
             .unwrap()

@@ -26,7 +26,7 @@ use url::Url;
 
 use super::wire::{self, Ask, Reply};
 use super::{AgentSocket, USERNAME};
-use crate::shell_user::ShellUser;
+use crate::accounts::ShellUser;
 use crate::workspace::WorkspaceId;
 
 /// The folder of the sockets, under the agent's root.
@@ -165,18 +165,13 @@ pub struct Broker {
 struct Inner {
     dir: PathBuf,
     control: ControlPlane,
-    owner: Option<Arc<ShellUser>>,
     listeners: Mutex<HashMap<WorkspaceId, AbortHandle>>,
     tokens: Mutex<HashMap<WorkspaceId, (String, Instant)>>,
 }
 
 impl Broker {
     /// Prepares `<root>/.git-credentials`, clearing sockets a previous run left.
-    pub fn open(
-        root: &Path,
-        control: ControlPlane,
-        owner: Option<Arc<ShellUser>>,
-    ) -> anyhow::Result<Self> {
+    pub fn open(root: &Path, control: ControlPlane) -> anyhow::Result<Self> {
         let dir = root.join(SOCKETS);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
@@ -189,7 +184,6 @@ impl Broker {
             inner: Arc::new(Inner {
                 dir,
                 control,
-                owner,
                 listeners: Mutex::default(),
                 tokens: Mutex::default(),
             }),
@@ -204,15 +198,21 @@ impl Broker {
         }
     }
 
-    /// Starts answering on workspace `id`'s socket, for its remote at `origin`.
-    pub fn listen(&self, id: WorkspaceId, origin: Origin) -> anyhow::Result<()> {
+    /// Starts answering on workspace `id`'s socket, for its remote at `origin`; only
+    /// `owner`, the workspace's account when it has one, may connect.
+    pub fn listen(
+        &self,
+        id: WorkspaceId,
+        origin: Origin,
+        owner: Option<&ShellUser>,
+    ) -> anyhow::Result<()> {
         let path = self.socket_for(id).socket;
         self.stop(id);
         let listener =
             UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot restrict {}", path.display()))?;
-        if let Some(owner) = &self.inner.owner {
+        if let Some(owner) = owner {
             owner.take_ownership(&path)?;
         }
         let inner = self.inner.clone();
@@ -410,7 +410,7 @@ mod tests {
     fn broker(dir: &Path) -> Broker {
         // Nothing listens there: a question that reaches sam fails to connect.
         let control = ControlPlane::new("http://127.0.0.1:9/".parse().unwrap(), b"key").unwrap();
-        Broker::open(dir, control, None).unwrap()
+        Broker::open(dir, control).unwrap()
     }
 
     async fn ask(broker: &Broker, id: WorkspaceId, ask: &Ask) -> Reply {
@@ -443,7 +443,7 @@ mod tests {
         let broker = broker(root.path());
         let id: WorkspaceId = "6f1c1c52-8a8e-4a53-9c1b-6e0f2a8f0b11".parse().unwrap();
         broker
-            .listen(id, Origin::of("https://github.com/o/r.git").unwrap())
+            .listen(id, Origin::of("https://github.com/o/r.git").unwrap(), None)
             .unwrap();
 
         let other = ask(
@@ -490,7 +490,7 @@ mod tests {
         let broker = broker(root.path());
         let id: WorkspaceId = "6f1c1c52-8a8e-4a53-9c1b-6e0f2a8f0b11".parse().unwrap();
         broker
-            .listen(id, Origin::of("https://github.com/o/r.git").unwrap())
+            .listen(id, Origin::of("https://github.com/o/r.git").unwrap(), None)
             .unwrap();
 
         // A question for another workspace, padded past the limit: what the broker
@@ -517,7 +517,7 @@ mod tests {
         let broker = broker(root.path());
         let id: WorkspaceId = "6f1c1c52-8a8e-4a53-9c1b-6e0f2a8f0b11".parse().unwrap();
         let origin = Origin::of("https://github.com/o/r.git").unwrap();
-        broker.listen(id, origin.clone()).unwrap();
+        broker.listen(id, origin.clone(), None).unwrap();
         let socket = broker.socket_for(id).socket;
         assert!(socket.exists());
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
@@ -526,7 +526,7 @@ mod tests {
         assert!(!socket.exists());
         assert!(UnixStream::connect(&socket).await.is_err());
         // Listening again (an agent restart, a second checkout) works.
-        broker.listen(id, origin).unwrap();
+        broker.listen(id, origin, None).unwrap();
         assert!(UnixStream::connect(&socket).await.is_ok());
     }
 }

@@ -62,11 +62,21 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /workspaces/{id}/stop`: hangs up its sessions, keeping the checkout.
-pub async fn stop(Authorized(id): Authorized, State(state): State<Arc<AppState>>) -> StatusCode {
+/// `POST /workspaces/{id}/stop`: hangs up its sessions and ends what they left running,
+/// keeping the checkout.
+pub async fn stop(
+    Authorized(id): Authorized,
+    State(state): State<Arc<AppState>>,
+) -> Result<StatusCode, ApiError> {
+    let _guard = state.workspaces.lock(id).await;
     state.sessions.hang_up_workspace(id).await;
+    state
+        .workspaces
+        .end_processes(id)
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
     tracing::info!(workspace = %id, "sessions stopped");
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /workspaces/{id}/sessions/{name}`: the terminal socket.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use sam_protocol::MAX_SESSIONS_PER_WORKSPACE;
 
-use crate::shell_user::ShellUser;
+use crate::accounts::Accounts;
 use tracing::Instrument;
 
 pub use connection::accept;
@@ -63,18 +63,19 @@ enum OpenError {
 pub struct Sessions {
     live: Arc<Mutex<HashMap<Key, Arc<Session>>>>,
     grace: Duration,
-    /// Whom shells run as; the agent's own user when `None`.
-    user: Option<Arc<ShellUser>>,
+    /// The workspaces' accounts, which their shells run as; the agent's own user when
+    /// `None`.
+    accounts: Option<Accounts>,
 }
 
 impl Sessions {
     /// An empty registry whose sessions live `grace` without a socket and whose shells
-    /// run as `user`.
-    pub fn new(grace: Duration, user: Option<ShellUser>) -> Self {
+    /// run as their workspace's account, when there are `accounts`.
+    pub fn new(grace: Duration, accounts: Option<Accounts>) -> Self {
         Sessions {
             live: Arc::default(),
             grace,
-            user: user.map(Arc::new),
+            accounts,
         }
     }
 
@@ -110,8 +111,18 @@ impl Sessions {
 
         // Starting a shell forks and execs, tens of milliseconds: the registry stays open
         // meanwhile, so sessions of other workspaces start side by side.
-        let (shell, io) =
-            Shell::spawn(cwd, cols, rows, self.user.as_deref()).map_err(OpenError::Spawn)?;
+        let user = match &self.accounts {
+            Some(accounts) => Some(
+                accounts
+                    .find(workspace)
+                    .and_then(|user| {
+                        user.ok_or_else(|| anyhow::anyhow!("the workspace has no account"))
+                    })
+                    .map_err(OpenError::Spawn)?,
+            ),
+            None => None,
+        };
+        let (shell, io) = Shell::spawn(cwd, cols, rows, user.as_ref()).map_err(OpenError::Spawn)?;
         let span =
             tracing::info_span!(parent: None, "session", %workspace, %name, leader = %shell.leader);
         span.in_scope(|| tracing::info!(cols, rows, "shell started"));

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shell_user::ShellUser;
+use crate::accounts::{ShellUser, setpriv};
 
 /// Output chunks buffered between the reader thread and the session; small, so
 /// flow control reaches the PTY quickly.
@@ -207,14 +207,6 @@ fn write_input(mut writer: Box<dyn Write + Send>, mut input: mpsc::Receiver<Byte
             break;
         }
     }
-}
-
-/// util-linux's `setpriv`, found where Debian and others install it.
-fn setpriv() -> anyhow::Result<&'static str> {
-    ["/usr/bin/setpriv", "/bin/setpriv"]
-        .into_iter()
-        .find(|path| Path::new(path).is_file())
-        .ok_or_else(|| anyhow!("setpriv (util-linux) is needed to run shells as another user"))
 }
 
 /// `$SHELL` when it names an existing file, else bash, else sh.

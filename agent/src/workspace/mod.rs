@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
+use crate::accounts::{Accounts, ShellUser};
 use crate::credential::broker::{Broker, ControlPlane, Origin};
-use crate::shell_user::ShellUser;
 use checkout::Checkout;
 pub use checkout::CheckoutError;
 pub use request::CheckoutRequest;
@@ -62,8 +62,9 @@ pub struct Workspaces {
     root: Arc<Path>,
     helper_exe: Arc<Path>,
     git_timeout: Duration,
-    /// Who gets each finished checkout: the shells' user, when they have their own.
-    owner: Option<Arc<ShellUser>>,
+    /// Each workspace's own account, which gets its finished checkout, when shells run
+    /// under one.
+    accounts: Option<Accounts>,
     /// Git credentials for the shells, when the agent knows sam to ask.
     credentials: Option<Broker>,
     locks: Arc<Mutex<HashMap<WorkspaceId, Arc<tokio::sync::Mutex<()>>>>>,
@@ -78,7 +79,7 @@ impl Workspaces {
         root: &Path,
         helper_exe: &Path,
         git_timeout: Duration,
-        owner: Option<ShellUser>,
+        accounts: Option<Accounts>,
         control: Option<ControlPlane>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)
@@ -91,27 +92,25 @@ impl Workspaces {
             std::fs::remove_dir_all(&partial)
                 .with_context(|| format!("cannot clear {}", partial.display()))?;
         }
-        let owner = owner.map(Arc::new);
         let credentials = control
-            .map(|control| Broker::open(&root, control, owner.clone()))
+            .map(|control| Broker::open(&root, control))
             .transpose()?;
         let workspaces = Workspaces {
             root: root.into(),
             helper_exe: helper_exe.into(),
             git_timeout,
-            owner,
+            accounts,
             credentials,
             locks: Arc::default(),
         };
-        workspaces.serve_credentials_of_existing()?;
+        workspaces.take_up_existing()?;
         Ok(workspaces)
     }
 
-    /// Opens the credential sockets of the checkouts a previous run made.
-    fn serve_credentials_of_existing(&self) -> anyhow::Result<()> {
-        let Some(broker) = &self.credentials else {
-            return Ok(());
-        };
+    /// Takes up the checkouts a previous run made: each gets its account (one made
+    /// without, by an agent from before accounts per workspace or on a machine whose
+    /// accounts were reset, gets one now) and its credential socket.
+    fn take_up_existing(&self) -> anyhow::Result<()> {
         let entries = std::fs::read_dir(&self.root)
             .with_context(|| format!("cannot list {}", self.root.display()))?;
         for entry in entries.filter_map(Result::ok) {
@@ -122,8 +121,23 @@ impl Workspaces {
             else {
                 continue;
             };
-            if let Some(origin) = checkout::credential_origin(&entry.path()) {
-                listen_or_warn(broker, id, origin);
+            let dir = entry.path();
+            let owner = match &self.accounts {
+                Some(accounts) => match accounts.find(id)? {
+                    Some(owner) => Some(owner),
+                    None => {
+                        let owner = accounts.ensure(id)?;
+                        hand_over(&owner, &dir)?;
+                        tracing::info!(workspace = %id, account = %owner.name, "gave an existing workspace an account of its own");
+                        Some(owner)
+                    }
+                },
+                None => None,
+            };
+            if let (Some(broker), Some(origin)) =
+                (&self.credentials, checkout::credential_origin(&dir))
+            {
+                listen_or_warn(broker, id, origin, owner.as_ref());
             }
         }
         Ok(())
@@ -196,14 +210,31 @@ impl Workspaces {
         finished
     }
 
-    /// Removes the workspace's directory; removing an unknown workspace is no error.
-    /// The caller holds the workspace's lock and has hung up its sessions.
+    /// Removes the workspace's directory, and its account with whatever still runs under
+    /// it; removing an unknown workspace is no error. The caller holds the workspace's
+    /// lock and has hung up its sessions.
     pub async fn remove(&self, id: WorkspaceId) -> anyhow::Result<()> {
         if let Some(broker) = &self.credentials {
             broker.stop(id);
         }
+        if let Some(accounts) = self.accounts.clone() {
+            tokio::task::spawn_blocking(move || accounts.remove(id))
+                .await
+                .context("removing the workspace's account was interrupted")??;
+        }
         remove_dir(&self.dir(id)).await?;
         remove_dir(&self.root.join(PARTIAL).join(id.to_string())).await
+    }
+
+    /// Ends what the workspace's shells left running, once they are hung up; with no
+    /// account per workspace, their processes cannot be told from the agent's.
+    pub async fn end_processes(&self, id: WorkspaceId) -> anyhow::Result<()> {
+        if let Some(accounts) = self.accounts.clone() {
+            tokio::task::spawn_blocking(move || accounts.end_processes(id))
+                .await
+                .context("ending the workspace's processes was interrupted")??;
+        }
+        Ok(())
     }
 
     /// Hands the finished checkout over, moves it into place and opens its credential
@@ -215,18 +246,26 @@ impl Workspaces {
         branch: &str,
         origin: Option<Origin>,
     ) -> Result<Ready, CheckoutError> {
-        if let Some(owner) = self.owner.clone() {
-            let partial = partial.to_owned();
-            tokio::task::spawn_blocking(move || owner.take_ownership(&partial))
+        let owner = match self.accounts.clone() {
+            Some(accounts) => {
+                let partial = partial.to_owned();
+                let owner = tokio::task::spawn_blocking(move || {
+                    let owner = accounts.ensure(id)?;
+                    hand_over(&owner, &partial)?;
+                    anyhow::Ok(owner)
+                })
                 .await
                 .context("handing the checkout over was interrupted")??;
-        }
+                Some(owner)
+            }
+            None => None,
+        };
         let dir = self.dir(id);
         tokio::fs::rename(partial, &dir)
             .await
             .with_context(|| format!("cannot move the checkout to {}", dir.display()))?;
         if let (Some(broker), Some(origin)) = (&self.credentials, origin) {
-            listen_or_warn(broker, id, origin);
+            listen_or_warn(broker, id, origin, owner.as_ref());
         }
         checkout::describe(&dir, branch.to_owned()).await
     }
@@ -238,10 +277,18 @@ impl Workspaces {
 
 /// A workspace whose credential socket cannot be opened is still a workspace: its shells
 /// work, and git in them says it has no credentials.
-fn listen_or_warn(broker: &Broker, id: WorkspaceId, origin: Origin) {
-    if let Err(error) = broker.listen(id, origin) {
+fn listen_or_warn(broker: &Broker, id: WorkspaceId, origin: Origin, owner: Option<&ShellUser>) {
+    if let Err(error) = broker.listen(id, origin, owner) {
         tracing::warn!(workspace = %id, error = format!("{error:#}"), "git in this workspace's shells gets no credentials");
     }
+}
+
+/// Gives a checkout to its workspace's account, which alone may enter it then (git made
+/// it readable by all).
+fn hand_over(owner: &ShellUser, dir: &Path) -> anyhow::Result<()> {
+    owner.take_ownership(dir)?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))
 }
 
 async fn remove_dir(dir: &Path) -> anyhow::Result<()> {

@@ -53,43 +53,7 @@ impl Agent {
         }
         write_git_config(scratch.path());
         let key: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
-        let log = std::fs::File::create(scratch.path().join("agent.log")).unwrap();
-
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sam-agent"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
-            .arg(scratch.path().join("root"))
-            .args(extra_args)
-            .current_dir(scratch.path().join("cwd"))
-            .env("SAM_AGENT_KEY", hex::encode(&key))
-            .env("GIT_CONFIG_GLOBAL", scratch.path().join("gitconfig"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", scratch.path().join("home"))
-            .env("SHELL", "/bin/bash")
-            .env("RUST_LOG", "sam_agent=debug,info")
-            .envs(SECRET_ENV.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let mut child = command.spawn().expect("agent starts");
-
-        let stdout = child.stdout.take().unwrap();
-        let (line_tx, line_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = line_tx.send(line);
-        });
-        let line = line_rx
-            .recv_timeout(WAIT)
-            .expect("agent prints its listen line");
-        let listen: Value = serde_json::from_str(&line).expect("listen line is JSON");
-        let address = listen["listen"]
-            .as_str()
-            .expect("listen address")
-            .to_owned();
-        assert!(address.starts_with("127.0.0.1:"), "{address}");
-
+        let (child, address) = spawn(scratch.path(), &key, extra_args);
         Agent {
             child,
             address,
@@ -97,6 +61,14 @@ impl Agent {
             scratch,
             http: http_client(),
         }
+    }
+
+    /// Stops the agent (SIGTERM) and starts another on the same root, with `extra_args`.
+    pub fn restart_with(&mut self, extra_args: &[&str]) {
+        self.terminate();
+        let (child, address) = spawn(self.scratch.path(), &self.key, extra_args);
+        self.child = child;
+        self.address = address;
     }
 
     pub fn scratch(&self) -> &Path {
@@ -229,6 +201,50 @@ impl Drop for Agent {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Runs `sam-agent serve` on `scratch`'s root and waits for its listen line.
+fn spawn(scratch: &Path, key: &[u8], extra_args: &[&str]) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(scratch.join("agent.log"))
+        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sam-agent"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+        .arg(scratch.join("root"))
+        .args(extra_args)
+        .current_dir(scratch.join("cwd"))
+        .env("SAM_AGENT_KEY", hex::encode(key))
+        .env("GIT_CONFIG_GLOBAL", scratch.join("gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", scratch.join("home"))
+        .env("SHELL", "/bin/bash")
+        .env("RUST_LOG", "sam_agent=debug,info")
+        .envs(SECRET_ENV.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    let mut child = command.spawn().expect("agent starts");
+
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let line = line_rx
+        .recv_timeout(WAIT)
+        .expect("agent prints its listen line");
+    let listen: Value = serde_json::from_str(&line).expect("listen line is JSON");
+    let address = listen["listen"]
+        .as_str()
+        .expect("listen address")
+        .to_owned();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    (child, address)
 }
 
 pub fn signal(pid: i32, signal: i32) {

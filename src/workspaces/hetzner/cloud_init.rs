@@ -17,7 +17,6 @@ const AGENT_PATH: &str = "/usr/local/bin/sam-agent";
 const ROOT: &str = "/var/lib/sam-agent/workspaces";
 /// Where the agent keeps its registration and TLS identity, readable by root alone.
 pub const STATE_DIR: &str = "/var/lib/sam-agent/state";
-const SHELL_USER: &str = "sam-shell";
 
 /// What goes into one host's user data.
 pub struct Boot<'a> {
@@ -37,8 +36,7 @@ pub fn user_data(boot: &Boot<'_>) -> String {
         format!("0.0.0.0:{}", boot.agent_port),
         "--root".into(),
         ROOT.into(),
-        "--shell-user".into(),
-        SHELL_USER.into(),
+        "--account-per-workspace".into(),
         "--register".into(),
         boot.register_url.to_string(),
         "--bootstrap-token-file".into(),
@@ -55,15 +53,6 @@ pub fn user_data(boot: &Boot<'_>) -> String {
         shlex::try_join(exec.iter().map(String::as_str)).expect("no NUL in the agent's arguments")
     );
     let mut runcmd = vec![
-        json!([
-            "useradd",
-            "--system",
-            "--user-group",
-            "--create-home",
-            "--shell",
-            "/bin/bash",
-            SHELL_USER
-        ]),
         json!(["mkdir", "-p", ROOT]),
         json!([
             "curl",
@@ -141,6 +130,7 @@ mod tests {
         );
         assert!(args.windows(2).any(|w| w == ["--listen", "0.0.0.0:4100"]));
         assert!(args.windows(2).any(|w| w == ["--state-dir", STATE_DIR]));
+        assert!(args.iter().any(|a| a == "--account-per-workspace"));
         assert!(unit.lines().any(|l| l == "Restart=always"), "{unit}");
         assert!(text.contains("sha256sum -c"));
     }

@@ -552,10 +552,9 @@ fn boot(shared: &Shared, view: &ServerView, dir: &std::path::Path) -> Result<Lau
                 value()?;
                 command.extend([arg.into(), view.state_dir.clone().into()]);
             }
-            // Tests do not run as root, so there is no account to switch to.
-            "--shell-user" => {
-                value()?;
-            }
+            // Accounts per workspace are the local provider's tests' business (they need
+            // root); here the agent runs shells as the test's own user.
+            "--account-per-workspace" => {}
             "--bootstrap-token-file" => {
                 let path = value()?;
                 let token = file(&path).ok_or(format!("no file {path} in write_files"))?;
