@@ -7,7 +7,7 @@
 //! processes or credential socket of another workspace on the same machine.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -47,9 +47,9 @@ impl ShellUser {
     }
 
     /// Hands a finished checkout, or a single file, to the account, symlinks included but
-    /// not followed.
+    /// not followed; `dir` itself last, so that its owner says the whole is handed over.
     pub fn take_ownership(&self, dir: &Path) -> anyhow::Result<()> {
-        for entry in walkdir::WalkDir::new(dir) {
+        for entry in walkdir::WalkDir::new(dir).contents_first(true) {
             let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
             std::os::unix::fs::lchown(
                 entry.path(),
@@ -62,10 +62,17 @@ impl ShellUser {
     }
 }
 
+/// Workspaces' accounts take ids from here up, above those of people and of `nobody`.
+const FIRST_ID: u32 = 200_000;
+/// In `.homes`: the last id given to an account.
+const LAST_ID: &str = ".last-id";
+
 /// The workspaces' accounts, named after their ids, with homes under the agent's root.
 #[derive(Clone)]
 pub struct Accounts {
     homes: Arc<Path>,
+    /// Taken while an id is chosen and its account made.
+    creating: Arc<Mutex<()>>,
 }
 
 impl Accounts {
@@ -85,6 +92,7 @@ impl Accounts {
         warn_unless_reachable(root);
         Ok(Self {
             homes: homes.into(),
+            creating: Arc::default(),
         })
     }
 
@@ -107,7 +115,11 @@ impl Accounts {
         let user = match ShellUser::lookup(&name)? {
             Some(user) => user,
             None => {
-                create_account(&name, &home, id)?;
+                let _creating = self
+                    .creating
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.create_account(&name, &home, id)?;
                 ShellUser::lookup(&name)?
                     .ok_or_else(|| anyhow!("useradd created no account {name}"))?
             }
@@ -123,6 +135,49 @@ impl Accounts {
             user.take_ownership(&user.home)?;
         }
         Ok(user)
+    }
+
+    /// Makes the account with an id no account had before, so that nothing a removed
+    /// workspace left behind (a file in `/tmp`, say) falls to a new one.
+    fn create_account(&self, name: &str, home: &Path, id: WorkspaceId) -> anyhow::Result<()> {
+        let last_file = self.homes.join(LAST_ID);
+        let comment = format!("sam workspace {id}");
+        let mut given = None;
+        retry_while_locked("useradd", || {
+            let last = std::fs::read_to_string(&last_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+                .unwrap_or(0);
+            let next = last.max(highest_id_in_use()?).max(FIRST_ID - 1) + 1;
+            let range = ["UID_MIN", "GID_MIN"]
+                .map(|key| format!("{key}={FIRST_ID}"))
+                .into_iter()
+                .chain(["UID_MAX", "GID_MAX"].map(|key| format!("{key}={}", u32::MAX / 2)));
+            let mut useradd = std::process::Command::new("useradd");
+            for setting in range {
+                useradd.arg("-K").arg(setting);
+            }
+            let status = useradd
+                .args([
+                    "--uid",
+                    &next.to_string(),
+                    "--user-group",
+                    "--no-create-home",
+                ])
+                .args(["--shell", "/bin/bash", "--home-dir"])
+                .arg(home)
+                .args(["--comment", &comment, name])
+                .status()?;
+            if status.success() {
+                given = Some(next);
+            }
+            Ok(status)
+        })?;
+        if let Some(given) = given {
+            std::fs::write(&last_file, given.to_string())
+                .with_context(|| format!("cannot write {}", last_file.display()))?;
+        }
+        Ok(())
     }
 
     /// Ends every process of the workspace's account, those its shells left running in
@@ -175,39 +230,47 @@ fn warn_unless_reachable(root: &Path) {
     }
 }
 
-fn create_account(name: &str, home: &Path, id: WorkspaceId) -> anyhow::Result<()> {
-    let comment = format!("sam workspace {id}");
-    retry_while_locked("useradd", || {
-        let status = std::process::Command::new("useradd")
-            .args(["--user-group", "--no-create-home", "--shell", "/bin/bash"])
-            .arg("--home-dir")
-            .arg(home)
-            .args(["--comment", &comment, name])
-            .status()?;
-        // Exit code 9: the name is taken, by a call for the same workspace that won.
-        Ok(if status.code() == Some(9) {
-            std::process::ExitStatus::default()
-        } else {
-            status
-        })
-    })
+/// The highest user or group id of the machine's own accounts and groups.
+fn highest_id_in_use() -> std::io::Result<u32> {
+    let mut highest = 0;
+    for file in ["/etc/passwd", "/etc/group"] {
+        for entry in std::fs::read_to_string(file)?.lines() {
+            if let Some(id) = entry
+                .split(':')
+                .nth(2)
+                .and_then(|id| id.parse::<u32>().ok())
+                && id < u32::MAX / 2
+            {
+                highest = highest.max(id);
+            }
+        }
+    }
+    Ok(highest)
 }
 
 /// `kill -KILL -1` as the account itself: the kernel signals every process the account
 /// owns at once, so none escapes by forking meanwhile.
 fn end_processes_of(user: &ShellUser) -> anyhow::Result<()> {
+    end_processes_of_id(user.uid, user.gid)
+}
+
+/// [`end_processes_of`] for whichever user `uid` is, with group `gid`.
+pub fn end_processes_of_id(uid: Uid, gid: Gid) -> anyhow::Result<()> {
+    if uid.is_root() {
+        bail!("the agent never ends every process of root");
+    }
     let status = std::process::Command::new(setpriv()?)
         .arg("--reuid")
-        .arg(user.uid.to_string())
+        .arg(uid.to_string())
         .arg("--regid")
-        .arg(user.gid.to_string())
+        .arg(gid.to_string())
         .args(["--clear-groups", "--", "kill", "-KILL", "-1"])
         .stderr(std::process::Stdio::null())
         .status()
         .context("cannot run kill as the workspace's account")?;
     // kill says 1 when there was nothing to end as well.
     if !matches!(status.code(), Some(0 | 1)) {
-        bail!("kill as {} failed: {status}", user.name);
+        bail!("kill as user {uid} failed: {status}");
     }
     Ok(())
 }

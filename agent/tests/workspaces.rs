@@ -392,6 +392,11 @@ async fn each_workspace_gets_an_account_and_one_made_before_gets_one_on_restart(
     assert_eq!(status, StatusCode::OK);
 
     let account = |id: &str| format!("sam-{}", &id.replace('-', "")[..24]);
+    let uid = |id: &str| {
+        nix::unistd::User::from_name(&account(id))
+            .unwrap()
+            .map(|user| user.uid.as_raw())
+    };
     for id in [&older, &newer] {
         let (mut term, _, _) = Term::open(&agent, id, "main", 0).await;
         assert_eq!(term.run("id -un").await, account(id));
@@ -400,17 +405,31 @@ async fn each_workspace_gets_an_account_and_one_made_before_gets_one_on_restart(
             format!("{} 700", account(id))
         );
         assert_eq!(term.run("git status --short | wc -l").await, "0");
+        assert_eq!(
+            term.run("grep NoNewPrivs /proc/self/status | tr -d ' \\t'")
+                .await,
+            "NoNewPrivs:1"
+        );
     }
     assert_ne!(account(&older), account(&newer));
 
-    for id in [&older, &newer] {
+    // A removed account's id is never given again: what it left in /tmp stays its own.
+    let removed = uid(&newer).unwrap();
+    assert_eq!(agent.delete(&newer).await, StatusCode::NO_CONTENT);
+    assert_eq!(uid(&newer), None, "the deleted workspace's account is left");
+    let next = new_id();
+    let (status, _) = agent
+        .check_out(&next, &upstream.request("topic", &commit))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        uid(&next).unwrap() > removed,
+        "a removed account's id was given again"
+    );
+
+    for id in [&older, &next] {
         assert_eq!(agent.delete(id).await, StatusCode::NO_CONTENT);
-        assert!(
-            nix::unistd::User::from_name(&account(id))
-                .unwrap()
-                .is_none(),
-            "the deleted workspace's account is left"
-        );
+        assert_eq!(uid(id), None, "the deleted workspace's account is left");
     }
 }
 

@@ -227,13 +227,14 @@ pub async fn redeem(
     .await
 }
 
-/// Whether `token_hash` is the live token of a host whose server sam has not recorded
-/// yet: the provider may start a server, and its agent may register, before it answered
-/// sam's request to create it.
+/// Whether `token_hash` is a live token that [`redeem`] turned down all the same, which
+/// only a host whose server sam had not recorded yet makes it do: the provider may start
+/// a server, and its agent may register, before it answered sam's request to create it.
+/// The server may be recorded by now; the agent's next try redeems the token then.
 pub async fn awaits_its_server(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM hosts WHERE bootstrap_hash = $1 AND state = 'creating'
-                          AND server_id IS NULL AND bootstrap_expires_at > now())",
+                          AND bootstrap_expires_at > now())",
     )
     .bind(token_hash)
     .fetch_one(db)

@@ -282,7 +282,14 @@ async fn a_workspaces_shell_cannot_reach_another_workspace_on_the_machine() {
             .status()
             .is_ok_and(|s| s.success())
     };
-    assert!(left_running(), "the background sleep did not start");
+    let deadline = Instant::now() + STEP;
+    while !left_running() {
+        assert!(
+            Instant::now() < deadline,
+            "the background sleep did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     scene
         .write_on_pull_request(4, "/sam delete", "delete-the-neighbour")
         .await;

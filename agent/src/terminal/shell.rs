@@ -80,7 +80,9 @@ impl Shell {
                 let mut command = CommandBuilder::new(setpriv()?);
                 command.args(["--reuid", &user.name, "--regid"]);
                 command.arg(user.gid.to_string());
-                command.args(["--init-groups", "--"]);
+                // No setuid or setgid program gains its owner's rights in the workspace:
+                // one left behind by another account must not lend its id.
+                command.args(["--init-groups", "--no-new-privs", "--"]);
                 command.arg(&program);
                 command
             }

@@ -9,11 +9,13 @@ mod git;
 mod request;
 
 use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use nix::unistd::{Gid, Uid};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
@@ -92,6 +94,12 @@ impl Workspaces {
             std::fs::remove_dir_all(&partial)
                 .with_context(|| format!("cannot clear {}", partial.display()))?;
         }
+        // A checkout in progress is the agent's alone: git makes it readable by all, and
+        // a shell that entered it then could read on after it is handed over.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
         let credentials = control
             .map(|control| Broker::open(&root, control))
             .transpose()?;
@@ -109,7 +117,8 @@ impl Workspaces {
 
     /// Takes up the checkouts a previous run made: each gets its account (one made
     /// without, by an agent from before accounts per workspace or on a machine whose
-    /// accounts were reset, gets one now) and its credential socket.
+    /// accounts were reset, gets one now) and its credential socket. A checkout that cannot
+    /// be taken up is left out with a warning: the others are served.
     fn take_up_existing(&self) -> anyhow::Result<()> {
         let entries = std::fs::read_dir(&self.root)
             .with_context(|| format!("cannot list {}", self.root.display()))?;
@@ -121,24 +130,29 @@ impl Workspaces {
             else {
                 continue;
             };
-            let dir = entry.path();
-            let owner = match &self.accounts {
-                Some(accounts) => match accounts.find(id)? {
-                    Some(owner) => Some(owner),
-                    None => {
-                        let owner = accounts.ensure(id)?;
-                        hand_over(&owner, &dir)?;
-                        tracing::info!(workspace = %id, account = %owner.name, "gave an existing workspace an account of its own");
-                        Some(owner)
-                    }
-                },
-                None => None,
-            };
-            if let (Some(broker), Some(origin)) =
-                (&self.credentials, checkout::credential_origin(&dir))
-            {
-                listen_or_warn(broker, id, origin, owner.as_ref());
+            if let Err(error) = self.take_up(id, &entry.path()) {
+                tracing::warn!(workspace = %id, error = format!("{error:#}"), "cannot take up this workspace; delete it and open it again");
             }
+        }
+        Ok(())
+    }
+
+    fn take_up(&self, id: WorkspaceId, dir: &Path) -> anyhow::Result<()> {
+        let owner = match &self.accounts {
+            Some(accounts) => {
+                let owner = accounts.ensure(id)?;
+                // Checked each time: a handing over cut short by a crash is finished now.
+                if !handed_over(&owner, dir) {
+                    hand_over(&owner, dir)?;
+                    tracing::info!(workspace = %id, account = %owner.name, "handed an existing workspace to its account");
+                }
+                Some(owner)
+            }
+            None => None,
+        };
+        if let (Some(broker), Some(origin)) = (&self.credentials, checkout::credential_origin(dir))
+        {
+            listen_or_warn(broker, id, origin, owner.as_ref());
         }
         Ok(())
     }
@@ -284,11 +298,25 @@ fn listen_or_warn(broker: &Broker, id: WorkspaceId, origin: Origin, owner: Optio
 }
 
 /// Gives a checkout to its workspace's account, which alone may enter it then (git made
-/// it readable by all).
+/// it readable by all). One an earlier account owned (from before accounts per
+/// workspace) is first closed to it and its processes, which could otherwise swap a
+/// folder for a link while the walk below hands its contents over.
 fn hand_over(owner: &ShellUser, dir: &Path) -> anyhow::Result<()> {
-    owner.take_ownership(dir)?;
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .with_context(|| format!("cannot restrict {}", dir.display()))
+    let before = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot look at {}", dir.display()))?;
+    let (uid, gid) = (Uid::from_raw(before.uid()), Gid::from_raw(before.gid()));
+    if !uid.is_root() && uid != owner.uid {
+        crate::accounts::end_processes_of_id(uid, gid)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    owner.take_ownership(dir)
+}
+
+/// Whether `dir` is handed over to `owner` already.
+fn handed_over(owner: &ShellUser, dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.uid() == owner.uid.as_raw() && m.permissions().mode() & 0o777 == 0o700)
 }
 
 async fn remove_dir(dir: &Path) -> anyhow::Result<()> {
