@@ -7,7 +7,7 @@
 //! processes or credential socket of another workspace on the same machine.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -62,17 +62,18 @@ impl ShellUser {
     }
 }
 
-/// Workspaces' accounts take ids from here up, above those of people and of `nobody`.
-const FIRST_ID: u32 = 200_000;
-/// In `.homes`: the last id given to an account.
-const LAST_ID: &str = ".last-id";
+/// Workspaces' accounts take ids from here up: above people's, `nobody`'s, and the
+/// subordinate ids that rootless containers are given from 100000 on.
+const FIRST_ID: u32 = 1_000_000_000;
+/// The machine's record of the last id given to a workspace's account, by whichever
+/// agent, so that none is given twice.
+const LAST_ID: &str = "/var/lib/sam-agent/last-account-id";
 
 /// The workspaces' accounts, named after their ids, with homes under the agent's root.
+/// Work on one workspace's account is serialized by the workspace's lock.
 #[derive(Clone)]
 pub struct Accounts {
     homes: Arc<Path>,
-    /// Taken while an id is chosen and its account made.
-    creating: Arc<Mutex<()>>,
 }
 
 impl Accounts {
@@ -92,7 +93,6 @@ impl Accounts {
         warn_unless_reachable(root);
         Ok(Self {
             homes: homes.into(),
-            creating: Arc::default(),
         })
     }
 
@@ -115,11 +115,7 @@ impl Accounts {
         let user = match ShellUser::lookup(&name)? {
             Some(user) => user,
             None => {
-                let _creating = self
-                    .creating
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                self.create_account(&name, &home, id)?;
+                create_account(&name, &home, id)?;
                 ShellUser::lookup(&name)?
                     .ok_or_else(|| anyhow!("useradd created no account {name}"))?
             }
@@ -135,49 +131,6 @@ impl Accounts {
             user.take_ownership(&user.home)?;
         }
         Ok(user)
-    }
-
-    /// Makes the account with an id no account had before, so that nothing a removed
-    /// workspace left behind (a file in `/tmp`, say) falls to a new one.
-    fn create_account(&self, name: &str, home: &Path, id: WorkspaceId) -> anyhow::Result<()> {
-        let last_file = self.homes.join(LAST_ID);
-        let comment = format!("sam workspace {id}");
-        let mut given = None;
-        retry_while_locked("useradd", || {
-            let last = std::fs::read_to_string(&last_file)
-                .ok()
-                .and_then(|text| text.trim().parse::<u32>().ok())
-                .unwrap_or(0);
-            let next = last.max(highest_id_in_use()?).max(FIRST_ID - 1) + 1;
-            let range = ["UID_MIN", "GID_MIN"]
-                .map(|key| format!("{key}={FIRST_ID}"))
-                .into_iter()
-                .chain(["UID_MAX", "GID_MAX"].map(|key| format!("{key}={}", u32::MAX / 2)));
-            let mut useradd = std::process::Command::new("useradd");
-            for setting in range {
-                useradd.arg("-K").arg(setting);
-            }
-            let status = useradd
-                .args([
-                    "--uid",
-                    &next.to_string(),
-                    "--user-group",
-                    "--no-create-home",
-                ])
-                .args(["--shell", "/bin/bash", "--home-dir"])
-                .arg(home)
-                .args(["--comment", &comment, name])
-                .status()?;
-            if status.success() {
-                given = Some(next);
-            }
-            Ok(status)
-        })?;
-        if let Some(given) = given {
-            std::fs::write(&last_file, given.to_string())
-                .with_context(|| format!("cannot write {}", last_file.display()))?;
-        }
-        Ok(())
     }
 
     /// Ends every process of the workspace's account, those its shells left running in
@@ -228,6 +181,80 @@ fn warn_unless_reachable(root: &Path) {
             return;
         }
     }
+}
+
+/// Makes the account with an id no account had before, so that nothing a removed
+/// workspace left behind (a file in `/tmp`, say) falls to a new one.
+fn create_account(name: &str, home: &Path, id: WorkspaceId) -> anyhow::Result<()> {
+    let comment = format!("sam workspace {id}");
+    retry_while_locked("useradd", || {
+        let uid = reserve_id().map_err(std::io::Error::other)?;
+        let mut useradd = std::process::Command::new("useradd");
+        // Its user group gets the same id; no subordinate ids, which it could not use.
+        for setting in [
+            format!("UID_MIN={FIRST_ID}"),
+            format!("UID_MAX={}", i32::MAX),
+            format!("GID_MIN={FIRST_ID}"),
+            format!("GID_MAX={}", i32::MAX),
+            "SUB_UID_COUNT=0".to_owned(),
+            "SUB_GID_COUNT=0".to_owned(),
+        ] {
+            useradd.arg("-K").arg(setting);
+        }
+        useradd
+            .args([
+                "--uid",
+                &uid.to_string(),
+                "--user-group",
+                "--no-create-home",
+            ])
+            .args(["--shell", "/bin/bash", "--home-dir"])
+            .arg(home)
+            .args(["--comment", &comment, name])
+            .status()
+    })
+}
+
+/// Takes the next id for an account, recording it before any account has it: an id
+/// given up by a failed useradd is skipped, never given again. The record is locked,
+/// for the agents and sams of one machine.
+fn reserve_id() -> anyhow::Result<u32> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = Path::new(LAST_ID);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let last = match text.trim() {
+        "" => 0,
+        text => text.parse::<u32>().with_context(|| {
+            format!(
+                "{} holds {text:?}, not an id; write the highest id sam's accounts ever had into it",
+                path.display()
+            )
+        })?,
+    };
+    let next = last.max(highest_id_in_use()?).max(FIRST_ID - 1) + 1;
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(format!("{next}\n").as_bytes())?;
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(next)
 }
 
 /// The highest user or group id of the machine's own accounts and groups.

@@ -415,6 +415,7 @@ async fn each_workspace_gets_an_account_and_one_made_before_gets_one_on_restart(
 
     // A removed account's id is never given again: what it left in /tmp stays its own.
     let removed = uid(&newer).unwrap();
+    assert!(removed >= 1_000_000_000, "{removed}");
     assert_eq!(agent.delete(&newer).await, StatusCode::NO_CONTENT);
     assert_eq!(uid(&newer), None, "the deleted workspace's account is left");
     let next = new_id();

@@ -298,25 +298,39 @@ fn listen_or_warn(broker: &Broker, id: WorkspaceId, origin: Origin, owner: Optio
 }
 
 /// Gives a checkout to its workspace's account, which alone may enter it then (git made
-/// it readable by all). One an earlier account owned (from before accounts per
-/// workspace) is first closed to it and its processes, which could otherwise swap a
-/// folder for a link while the walk below hands its contents over.
+/// it readable by all). The walk goes by path, as root, so nothing may change the tree
+/// meanwhile: the folder is made root's alone first, and the processes of whoever owned
+/// it before (an account of sam's: the one all workspaces shared before, or this
+/// workspace's own after a handing over cut short) and of the workspace's account are
+/// ended. A checkout someone else owns is not taken.
 fn hand_over(owner: &ShellUser, dir: &Path) -> anyhow::Result<()> {
     let before = std::fs::symlink_metadata(dir)
         .with_context(|| format!("cannot look at {}", dir.display()))?;
-    let (uid, gid) = (Uid::from_raw(before.uid()), Gid::from_raw(before.gid()));
-    if !uid.is_root() && uid != owner.uid {
-        crate::accounts::end_processes_of_id(uid, gid)?;
+    let previous = Uid::from_raw(before.uid());
+    if !previous.is_root() {
+        let name = nix::unistd::User::from_uid(previous)
+            .ok()
+            .flatten()
+            .map(|user| user.name);
+        if !name.as_deref().is_some_and(|name| name.starts_with("sam-")) {
+            anyhow::bail!(
+                "it belongs to {}, not to root or an account of sam's",
+                name.unwrap_or_else(|| previous.to_string())
+            );
+        }
+        crate::accounts::end_processes_of_id(previous, Gid::from_raw(before.gid()))?;
     }
+    std::os::unix::fs::lchown(dir, Some(0), Some(0))
+        .with_context(|| format!("cannot take {} back", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    crate::accounts::end_processes_of_id(owner.uid, owner.gid)?;
     owner.take_ownership(dir)
 }
 
-/// Whether `dir` is handed over to `owner` already.
+/// Whether `dir` is handed over to `owner`: its own owner changes last.
 fn handed_over(owner: &ShellUser, dir: &Path) -> bool {
-    std::fs::symlink_metadata(dir)
-        .is_ok_and(|m| m.uid() == owner.uid.as_raw() && m.permissions().mode() & 0o777 == 0o700)
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.uid() == owner.uid.as_raw())
 }
 
 async fn remove_dir(dir: &Path) -> anyhow::Result<()> {
