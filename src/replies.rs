@@ -230,6 +230,18 @@ mod tests {
     }
 
     #[test]
+    fn a_command_error_points_to_help_once() {
+        use crate::commands::CommandError as Error;
+        for error in [Error::MissingVerb, Error::UnknownVerb("launch".into())] {
+            let text = render(&CommandError {
+                login: "octocat",
+                error: &error.to_string(),
+            });
+            assert_eq!(text.matches("/sam help").count(), 1, "{text}");
+        }
+    }
+
+    #[test]
     fn long_logs_keep_their_end() {
         let log = format!("{}END", "x".repeat(20_000));
         let fenced = Status::failed_log(&log);

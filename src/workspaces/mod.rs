@@ -45,6 +45,15 @@ impl Provider {
         }
     }
 
+    /// The agent that holds a workspace's files, if any may: none when the workspace
+    /// never got a host, or its host's server is gone or going with everything on it.
+    pub async fn holder_of(&self, workspace: Uuid) -> anyhow::Result<Option<AgentClient>> {
+        match self {
+            Provider::Local(agent) => agent.client().await.map(Some),
+            Provider::Hetzner(pool) => pool.holder_of(workspace).await,
+        }
+    }
+
     /// Finds the workspace a host of its size, waiting for a new one to boot if needed.
     /// The local provider has one host, sam's own machine, whatever the size.
     pub async fn place(
@@ -293,29 +302,51 @@ impl Workspaces {
     /// thing at a time per workspace, and the provisioning side cleans up after itself
     /// when it finds the workspace deleted.
     pub async fn delete(&self, workspace: &WorkspaceModel) -> anyhow::Result<bool> {
-        let from = [
+        let live = [
             State::Requested,
             State::Provisioning,
             State::Ready,
             State::Stopping,
             State::Stopped,
-            State::Failed,
             State::Deleting,
         ];
-        if !db::transition_from(&self.db, workspace.id, &from, State::Deleting, None).await? {
+        if db::transition_from(&self.db, workspace.id, &live, State::Deleting, None).await? {
+            self.finish_delete(workspace.id).await?;
+            return Ok(true);
+        }
+        // A failed workspace no longer counts as live, so its person may have opened the
+        // branch again since; passing through `deleting`, which counts, would collide
+        // with that workspace. Its files go first, then its record moves straight on.
+        let failed = db::get(&self.db, workspace.id)
+            .await?
+            .is_some_and(|now| now.state == State::Failed);
+        if !failed {
             return Ok(false);
         }
-        self.finish_delete(workspace.id).await?;
-        Ok(true)
+        self.remove_files(workspace.id).await?;
+        Ok(db::transition_from(
+            &self.db,
+            workspace.id,
+            &[State::Failed],
+            State::Deleted,
+            None,
+        )
+        .await?)
     }
 
     /// The second half of a deletion, also run at start-up for deletions a previous run
     /// began.
     pub async fn finish_delete(&self, id: Uuid) -> anyhow::Result<()> {
-        let agent = self.provider.agent_for(id).await?;
-        agent.delete(id).await?;
-        self.activity.forget(id);
+        self.remove_files(id).await?;
         db::transition_from(&self.db, id, &[State::Deleting], State::Deleted, None).await?;
+        Ok(())
+    }
+
+    async fn remove_files(&self, id: Uuid) -> anyhow::Result<()> {
+        if let Some(agent) = self.provider.holder_of(id).await? {
+            agent.delete(id).await?;
+        }
+        self.activity.forget(id);
         Ok(())
     }
 

@@ -612,6 +612,17 @@ async fn a_refusal_of_the_hetzner_api_fails_the_workspace_with_its_reason() {
         .await
         .unwrap();
     assert_eq!(states, ["ready", "failed", "failed"]);
+
+    // No server holds anything of a workspace whose host was refused: deleting it asks
+    // no agent.
+    scene
+        .write_on_pull_request(4, "/sam delete", "delete-on-a-refused-host")
+        .await;
+    let reply = scene
+        .github
+        .wait_for_comment_where(REPO, 4, WAIT, |c| c.body.contains(": deleted"))
+        .await;
+    assert!(!reply.body.contains("not deleted"), "{}", reply.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

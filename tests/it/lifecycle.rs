@@ -241,6 +241,47 @@ async fn a_workspace_is_stopped_started_again_and_deleted_by_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_workspace_is_deleted_beside_the_one_opened_again_on_its_branch() {
+    let stage = Stage::start(Fixture::Issues).await;
+    stage.github.set_permission(stage.repo, MAINTAINER, "write");
+    // GitHub knows the branch, the repository does not give it yet: the fetch fails.
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    stage.github.set_branch(stage.repo, "topic", missing);
+    let (_, payload) = stage.write(1, MAINTAINER, "/sam open topic");
+    stage.deliver(&payload).await;
+    stage.wait_until_handled(1).await;
+    let failed = wait_for_state(&stage, "failed").await;
+
+    let head = stage
+        .git
+        .push_branch(stage.repo, "topic", &[("notes.txt", "hello\n")]);
+    stage.github.set_branch(stage.repo, "topic", &head);
+    let (_, payload) = stage.write(1, MAINTAINER, "/sam open topic");
+    stage.deliver(&payload).await;
+    let mut handled = 2;
+    stage.wait_until_handled(handled).await;
+    let ready = stage
+        .github
+        .wait_for_comment_where(stage.repo, 1, crate::stage::WAIT, |c| {
+            c.via_api && c.body.starts_with(":white_check_mark:")
+        })
+        .await;
+    let ready = workspace_in(&ready.body, &stage.sam.url);
+    assert_ne!(ready, failed);
+    let checkout = stage.checkout_dir(&ready);
+    assert!(checkout.join("notes.txt").is_file());
+
+    let delete = command(&stage, &mut handled, MAINTAINER, "/sam delete").await;
+    for sha in [missing, head.as_str()] {
+        let line = format!("- `topic` at `{}`, for {MAINTAINER}: deleted", &sha[..12]);
+        assert!(delete.body.contains(&line), "{line}:\n{}", delete.body);
+    }
+    assert_eq!(state(&stage, &failed).await, "deleted");
+    assert_eq!(state(&stage, &ready).await, "deleted");
+    assert!(!checkout.exists(), "a deletion removes the checkout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_may_ask_for_the_status_but_not_stop_or_delete() {
     let (stage, id, _) = opened_workspace().await;
     stage.github.set_permission(stage.repo, "reader", "read");

@@ -235,6 +235,17 @@ impl HetznerPool {
         }
     }
 
+    /// The agent on the host of `workspace` while its server stands (or is on its way);
+    /// none once the server is failed, deleted or being deleted, taking its files along.
+    pub async fn holder_of(&self, workspace: Uuid) -> anyhow::Result<Option<AgentClient>> {
+        match db::of_workspace(&self.inner.db, workspace).await? {
+            Some(host) if matches!(host.state.as_str(), "creating" | "ready") => {
+                self.agent_for(workspace).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The agent on the host of `workspace`.
     pub async fn agent_for(&self, workspace: Uuid) -> anyhow::Result<AgentClient> {
         let host = db::of_workspace(&self.inner.db, workspace)
