@@ -74,6 +74,10 @@ fn main() -> ExitCode {
 /// What `sam serve` would run with, in words, and whether the database answers.
 async fn check_config(config: Config) -> anyhow::Result<()> {
     println!("sam's settings are complete:");
+    match &config.settings_file {
+        Some(file) => println!("  read from       the environment, then {}", file.display()),
+        None => println!("  read from       the environment (no settings file)"),
+    }
     println!("  listens on      {}", config.listen);
     println!("  public URL      {}", config.public_url);
     println!("  data directory  {}", config.data_dir.display());
@@ -193,10 +197,13 @@ async fn receive(
     } else {
         format!("{base}/api/github/webhook")
     };
+    let target = reqwest::Url::parse(&target).map_err(|error| {
+        anyhow::anyhow!("--url must be sam's address, like http://127.0.0.1:3000 ({error})")
+    })?;
     let signature =
         sam::server::signature::sign(app.webhook_secret.expose_secret().as_bytes(), &body);
     let response = reqwest::Client::new()
-        .post(&target)
+        .post(target.clone())
         .header("content-type", "application/json")
         .header("x-github-event", &event)
         .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
@@ -207,6 +214,11 @@ async fn receive(
         .with_context(|| format!("delivering to {target}"))?;
     let status = response.status();
     println!("{status} {}", response.text().await.unwrap_or_default());
+    anyhow::ensure!(
+        status != reqwest::StatusCode::NOT_FOUND
+            && status != reqwest::StatusCode::METHOD_NOT_ALLOWED,
+        "nothing takes deliveries at {target}: give --url sam's base URL or its webhook URL"
+    );
     anyhow::ensure!(status.is_success(), "sam refused the delivery");
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::EncodingKey;
@@ -76,6 +76,8 @@ pub struct Config {
     /// What the operator should know about settings sam accepted, to be logged once the
     /// log is set up.
     pub warnings: Vec<String>,
+    /// The settings file the values were read from besides the environment, if any.
+    pub settings_file: Option<PathBuf>,
 }
 
 /// The log's filter and format, validated.
@@ -152,8 +154,12 @@ impl Config {
         let log = log_settings(source, &mut problems);
 
         let listen = parse_or(source, "SAM_LISTEN", "127.0.0.1:3000", &mut problems, |v| {
-            v.parse::<SocketAddr>()
-                .map_err(|_| "must be an address and port, like 127.0.0.1:3000".into())
+            match v.parse::<SocketAddr>() {
+                // Any free port would do for sam, but not for its links and GitHub.
+                Ok(addr) if addr.port() == 0 => Err("must name a port other than 0".into()),
+                Ok(addr) => Ok(addr),
+                Err(_) => Err("must be an address and port, like 127.0.0.1:3000".into()),
+            }
         });
         // Without SAM_PUBLIC_URL, sam is reached where it listens; a listen address that
         // is not valid, or that is every address (0.0.0.0), says nothing about that.
@@ -212,6 +218,14 @@ impl Config {
         }
         let provider =
             crate::workspaces::settings::ProviderConfig::from_source(source, &mut problems);
+        if let (crate::workspaces::settings::ProviderConfig::Hetzner(_), Some(url)) =
+            (&provider, &public_url)
+            && let Some(why) = unreachable_from_hosts(url)
+        {
+            warnings.push(format!(
+                "SAM_PUBLIC_URL is {url}, {why}: the agents of Hetzner servers register and fetch git credentials there"
+            ));
+        }
 
         match (
             database_url,
@@ -245,6 +259,7 @@ impl Config {
                 provider,
                 log,
                 warnings,
+                settings_file: source.file_read().map(Path::to_path_buf),
             }),
             _ => Err(problems),
         }
@@ -273,6 +288,14 @@ fn database_scheme(raw: &str) -> Result<(), String> {
 fn log_settings(source: &Source, problems: &mut Vec<String>) -> Option<LogSettings> {
     let filter = source.get("SAM_LOG").unwrap_or("info");
     let filter = match tracing_subscriber::EnvFilter::builder().parse(filter) {
+        // A bare word is a target to log at every level, to tracing; `inf` for `info`
+        // would then silence everything else. A target must name its level here.
+        Ok(_) if let Some(word) = bare_target(filter) => {
+            problems.push(format!(
+                "SAM_LOG: {word:?} is not a level (off, error, warn, info, debug or trace); to log one module at every level, write {word}=trace"
+            ));
+            None
+        }
         Ok(_) => Some(filter.to_owned()),
         Err(error) => {
             problems.push(format!(
@@ -287,6 +310,20 @@ fn log_settings(source: &Source, problems: &mut Vec<String>) -> Option<LogSettin
     Some(LogSettings {
         filter: filter?,
         format: format?,
+    })
+}
+
+/// The first directive of a log filter that is a word alone but not a level.
+fn bare_target(filter: &str) -> Option<&str> {
+    const LEVELS: [&str; 12] = [
+        "off", "error", "warn", "info", "debug", "trace", "0", "1", "2", "3", "4", "5",
+    ];
+    filter.split(',').map(str::trim).find(|directive| {
+        !directive.is_empty()
+            && !directive.contains(['=', '['])
+            && !LEVELS
+                .iter()
+                .any(|level| directive.eq_ignore_ascii_case(level))
     })
 }
 
@@ -374,7 +411,15 @@ fn parse_or<T>(
     match parse(raw) {
         Ok(value) => Some(value),
         Err(why) => {
-            problems.push(format!("{key} {why} (got {raw:?})"));
+            // The value is shown to help spot the slip, except a password in it.
+            let shown = match Url::parse(raw) {
+                Ok(mut url) if url.password().is_some() => {
+                    let _ = url.set_password(Some("***"));
+                    url.to_string()
+                }
+                _ => raw.to_owned(),
+            };
+            problems.push(format!("{key} {why} (got {shown:?})"));
             None
         }
     }
@@ -385,12 +430,35 @@ fn parse_base_url(raw: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("must be an http or https URL".into());
     }
+    // sam appends paths to it and says it in links: nothing may come after the path.
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(
+            "must be a plain base URL, without a user, a query (?) or a fragment (#)".into(),
+        );
+    }
     // A trailing slash makes `Url::join` append instead of replacing the last segment.
     let mut url = url;
     if !url.path().ends_with('/') {
         url.set_path(&format!("{}/", url.path()));
     }
     Ok(url)
+}
+
+/// Why servers elsewhere would have trouble reaching sam at `url`, if they would.
+fn unreachable_from_hosts(url: &Url) -> Option<&'static str> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        Some("which only this machine reaches")
+    } else if url.scheme() == "http" {
+        Some("plain http, which anyone on the way can read and change")
+    } else {
+        None
+    }
 }
 
 /// A duration like `30m`, `2h` or `90s`, or `off`.
@@ -560,6 +628,71 @@ mod tests {
             ]))
             .expect("a PostgreSQL URL and a filter");
             assert_eq!(config.log.filter, "warn,sam=debug");
+        }
+    }
+
+    #[test]
+    fn urls_and_ports_that_links_cannot_use_are_refused() {
+        for (key, value) in [
+            ("SAM_PUBLIC_URL", "https://sam.example.org/?x=1"),
+            ("SAM_PUBLIC_URL", "https://sam.example.org/#top"),
+            ("SAM_PUBLIC_URL", "https://me:secret@sam.example.org/"),
+            ("SAM_LISTEN", "127.0.0.1:0"),
+        ] {
+            let problems = Config::from_source(&Source::from_pairs([
+                ("DATABASE_URL", "postgres://db/sam"),
+                (key, value),
+            ]))
+            .unwrap_err();
+            assert_eq!(problems.len(), 1, "{value}: {problems:?}");
+            assert!(problems[0].starts_with(key), "{value}: {problems:?}");
+            assert!(!problems[0].contains("secret"), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn hetzner_hosts_that_could_not_reach_sam_are_warned_about() {
+        let hetzner = |public_url: &'static str| {
+            Config::from_source(&Source::from_pairs([
+                ("DATABASE_URL", "postgres://db/sam"),
+                ("SAM_PROVIDER", "hetzner"),
+                ("HETZNER_API_TOKEN", "t"),
+                ("HETZNER_AGENT_URL", "https://example.com/sam-agent"),
+                ("SAM_PUBLIC_URL", public_url),
+            ]))
+            .unwrap()
+            .warnings
+            .join("\n")
+        };
+        let local = hetzner("http://localhost:3000");
+        assert!(local.contains("only this machine reaches"), "{local}");
+        let plain = hetzner("http://sam.example.org");
+        assert!(plain.contains("plain http"), "{plain}");
+        assert_eq!(hetzner("https://sam.example.org"), "");
+    }
+
+    #[test]
+    fn a_mistyped_log_level_is_refused_not_taken_for_a_module() {
+        for typo in ["inf", "warn,sam=debug,nonsense"] {
+            let problems = Config::from_source(&Source::from_pairs([
+                ("DATABASE_URL", "postgres://db/sam"),
+                ("SAM_LOG", typo),
+            ]))
+            .unwrap_err()
+            .join("\n");
+            assert!(problems.contains("is not a level"), "{typo}: {problems}");
+        }
+        for filter in [
+            "INFO",
+            "debug",
+            "off",
+            "sam=trace,tower_http[request]=debug",
+        ] {
+            Config::from_source(&Source::from_pairs([
+                ("DATABASE_URL", "postgres://db/sam"),
+                ("SAM_LOG", filter),
+            ]))
+            .unwrap_or_else(|problems| panic!("{filter}: {problems:?}"));
         }
     }
 

@@ -12,6 +12,8 @@ pub struct Source {
     file: HashMap<String, String>,
     /// What was wrong in the file, reported with every other problem of the settings.
     file_problems: Vec<String>,
+    /// The settings file, when there was one.
+    file_read: Option<PathBuf>,
 }
 
 impl Source {
@@ -32,9 +34,14 @@ impl Source {
             .clone()
             .unwrap_or_else(|| PathBuf::from("sam.toml"));
         let (file, file_problems) = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_toml(&path, &text),
+            Ok(text) => parse_toml(&path, &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
-                (HashMap::new(), Vec::new())
+                return Ok(Self {
+                    env,
+                    file: HashMap::new(),
+                    file_problems: Vec::new(),
+                    file_read: None,
+                });
             }
             Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
         };
@@ -42,6 +49,7 @@ impl Source {
             env,
             file,
             file_problems,
+            file_read: Some(path),
         })
     }
 
@@ -54,7 +62,13 @@ impl Source {
                 .collect(),
             file: HashMap::new(),
             file_problems: Vec::new(),
+            file_read: None,
         }
+    }
+
+    /// The settings file read, if any.
+    pub(crate) fn file_read(&self) -> Option<&Path> {
+        self.file_read.as_deref()
     }
 
     /// What was wrong in the file, to be reported with the other settings' problems.
@@ -93,18 +107,19 @@ impl Source {
     }
 }
 
+/// Values by key.
+type Settings = HashMap<String, String>;
+
 /// The settings in a `sam.toml` that can be read, and every problem in it, so that they are
-/// reported together with the other settings' problems.
-fn parse_toml(path: &Path, text: &str) -> (HashMap<String, String>, Vec<String>) {
-    let table: toml::Table = match toml::from_str(text) {
-        Ok(table) => table,
-        Err(e) => {
-            return (
-                HashMap::new(),
-                vec![format!("{} is not valid TOML: {e}", path.display())],
-            );
-        }
-    };
+/// reported together with the other settings' problems. A file that is not TOML is the
+/// one problem: which settings it meant to hold cannot be told.
+fn parse_toml(path: &Path, text: &str) -> Result<(Settings, Vec<String>), Vec<String>> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        vec![format!(
+            "{} is not valid TOML, so no other setting was checked: {e}",
+            path.display()
+        )]
+    })?;
     let mut values = HashMap::new();
     let mut problems = Vec::new();
     for (key, value) in table {
@@ -132,7 +147,7 @@ fn parse_toml(path: &Path, text: &str) -> (HashMap<String, String>, Vec<String>)
             )),
         }
     }
-    (values, problems)
+    Ok((values, problems))
 }
 
 #[cfg(test)]
@@ -157,7 +172,8 @@ mod tests {
         let (file, file_problems) = parse_toml(
             Path::new("sam.toml"),
             "SAM_IDLE = \"5m\"\nDATABASE_URL = \"postgres://db/sam\"\n",
-        );
+        )
+        .unwrap();
         source.file = file;
         source.file_problems = file_problems;
         let problems = Config::from_source(&source).unwrap_err().join("\n");
@@ -166,9 +182,20 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_is_not_toml_is_the_one_problem_named() {
+        let text = "DATABASE_URL = \"postgres://db/sam\"\nSAM_LISTEN = 127.0.0.1:3000\n";
+        let problems = parse_toml(Path::new("sam.toml"), text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("line 2"), "{problems:?}");
+    }
+
+    #[test]
     fn every_problem_of_the_file_is_reported() {
         let text = "GITHUB_APP_IDD = 3\nSAM_LISTEN = true\nSAM_LOG = \"debug\"\n";
-        let problems = parse_toml(Path::new("sam.toml"), text).1.join("\n");
+        let problems = parse_toml(Path::new("sam.toml"), text)
+            .unwrap()
+            .1
+            .join("\n");
         assert!(
             problems.contains("GITHUB_APP_IDD is not a setting"),
             "{problems}"

@@ -117,7 +117,24 @@ async fn reach(pool: &PgPool) -> anyhow::Result<()> {
         .await
         .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
         .with_context(what)?
+        .map_err(|error| anyhow::anyhow!(in_words(&error)))
         .with_context(what)?;
     let _ = connection.close().await;
     Ok(())
+}
+
+/// A connection error as the operator can act on it: PostgreSQL's own message, without
+/// sqlx's wrapping or the line of PostgreSQL's source code that raised it, and where TLS
+/// is what went wrong, that the server may not speak PostgreSQL at all.
+fn in_words(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(error) => error.message().to_owned(),
+        sqlx::Error::Tls(error) => {
+            format!("{error} (is a PostgreSQL server listening there?)")
+        }
+        sqlx::Error::Protocol(error) => {
+            format!("{error} (is a PostgreSQL server listening there?)")
+        }
+        error => error.to_string(),
+    }
 }

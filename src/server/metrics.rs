@@ -68,6 +68,9 @@ pub fn install() -> anyhow::Result<()> {
         "sam_log_events_total",
         "Warnings and errors logged, by level"
     );
+    // A gauge shows from the start, so that a graph of it has no hole before its first
+    // terminal.
+    gauge!("sam_terminal_sessions_open").set(0.0);
     Ok(())
 }
 

@@ -46,10 +46,17 @@ pub struct LinkQuery {
 /// without, shows the terminal to a browser holding a session for this workspace.
 pub async fn open(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     Query(query): Query<LinkQuery>,
     jar: CookieJar,
 ) -> Response {
+    // Read here rather than by the extractor, so that a link cut short gets sam's page.
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            "this address names no workspace; if it came from a link, copy the whole link",
+        );
+    };
     if let Some(token) = query.t {
         let grant = match state.signer.verify_link(&token, id) {
             Ok(grant) => grant,

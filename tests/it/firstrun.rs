@@ -282,6 +282,11 @@ async fn receive(stage: &Stage, args: &[&str]) -> std::process::Output {
         .expect("running sam receive")
 }
 
+/// `sam receive`'s arguments for a comment in `file`, delivered to `url`.
+fn receive_args<'a>(file: &'a str, url: &'a str) -> [&'a str; 6] {
+    ["--event", "issue_comment", "--payload", file, "--url", url]
+}
+
 #[tokio::test]
 async fn sam_receive_signs_and_delivers_a_payload_to_a_running_sam() {
     let stage = Stage::start(Fixture::Issues).await;
@@ -290,14 +295,7 @@ async fn sam_receive_signs_and_delivers_a_payload_to_a_running_sam() {
     let file = dir.path().join("comment.json");
     std::fs::write(&file, &payload).unwrap();
     let file = file.to_str().unwrap();
-    let args = [
-        "--event",
-        "issue_comment",
-        "--payload",
-        file,
-        "--url",
-        &stage.sam.url,
-    ];
+    let args = receive_args(file, &stage.sam.url);
 
     let output = receive(&stage, &args).await;
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -324,18 +322,19 @@ async fn sam_receive_signs_and_delivers_a_payload_to_a_running_sam() {
     // A file that is not JSON is refused before anything is sent.
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, b"{ not json").unwrap();
-    let args = [
-        "--event",
-        "issue_comment",
-        "--payload",
-        broken.to_str().unwrap(),
-        "--url",
-        &stage.sam.url,
-    ];
+    let args = receive_args(broken.to_str().unwrap(), &stage.sam.url);
     let output = receive(&stage, &args).await;
     assert!(!output.status.success());
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("is not JSON"), "{error}");
+
+    // A URL where sam takes no deliveries is named as the mistake it is.
+    let elsewhere = format!("{}/healthz", stage.sam.url);
+    let args = receive_args(file, &elsewhere);
+    let output = receive(&stage, &args).await;
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("nothing takes deliveries at"), "{error}");
     assert_eq!(stage.deliveries().await.len(), 2);
 }
 

@@ -85,6 +85,15 @@ async fn links_open_only_for_the_right_person_signed_in_through_github() {
         StatusCode::UNAUTHORIZED,
         "no session, no terminal page"
     );
+    // A link cut short in the copying gets sam's page, which says what to do.
+    let cut = visitor()
+        .get(format!("{}/w/{}", scene.sam.url, &workspace[..20]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cut.status(), StatusCode::NOT_FOUND);
+    let cut = cut.text().await.unwrap();
+    assert!(cut.contains("copy the whole link"), "{cut}");
 
     // Someone else, with only read access, signed in: refused, even holding the link.
     github.set_permission(REPO, "mallory", "read");

@@ -99,6 +99,12 @@ async fn metrics_count_a_delivery_its_command_and_the_calls_to_github() {
         sample(&before, "sam_workspaces", &[("state", "ready")]),
         0.0
     );
+    let sessions = ("sam_terminal_sessions_open".to_owned(), BTreeMap::new());
+    assert_eq!(
+        before.get(&sessions),
+        Some(&0.0),
+        "the sessions gauge is there before the first terminal"
+    );
 
     stage
         .github

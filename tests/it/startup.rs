@@ -128,9 +128,7 @@ async fn check_config_reaches_the_database_and_says_what_sam_would_run_with() {
     assert_eq!(tables, 0, "check-config changed the database");
 
     // A database that does not answer is a failed check that names where it looked.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = free_port();
     let away = format!("postgres://sam:a-password@127.0.0.1:{port}/sam");
     let output = sam(&["check-config"], &[("DATABASE_URL", away.as_str())]);
     let said = text(&output);
@@ -163,12 +161,7 @@ fn a_port_in_use_is_named() {
 
 #[test]
 fn an_unreachable_database_is_named_once_without_its_password() {
-    // A port nothing listens on: bound, then let go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("postgres://sam:hunter2@127.0.0.1:{port}/sam");
     let output = sam(&["serve"], &[("DATABASE_URL", &url)]);
     let text = text(&output);
@@ -192,11 +185,12 @@ async fn a_second_sam_on_a_data_directory_in_use_is_refused() {
     let db = crate::support::db::TestDatabase::create().await;
     let first = crate::server::SamServer::start(&github, &git, &db).await;
     let data_dir = first.data_dir.path().to_str().unwrap().to_owned();
+    let listen = format!("127.0.0.1:{}", free_port());
     let output = sam(
         &["serve"],
         &[
             ("DATABASE_URL", "postgres://sam@127.0.0.1:1/sam"),
-            ("SAM_LISTEN", "127.0.0.1:0"),
+            ("SAM_LISTEN", &listen),
             ("SAM_DATA_DIR", &data_dir),
             ("NO_COLOR", "1"),
         ],
@@ -214,4 +208,13 @@ async fn a_second_sam_on_a_data_directory_in_use_is_refused() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// A port nothing listens on: bound, then let go.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
