@@ -61,11 +61,17 @@ pub async fn page(State(state): State<AppState>, jar: CookieJar) -> Response {
         }
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), "cannot learn the App's owner");
-            return refusal(
-                &state,
-                StatusCode::BAD_GATEWAY,
-                "sam cannot ask GitHub who owns the App right now; try again shortly",
-            );
+            // GitHub refusing the App itself will not pass with time.
+            let reason = match crate::github::answer_status(&error) {
+                Some(401 | 404) => format!(
+                    "GitHub does not know the App sam signs in as (id {}): check GITHUB_APP_ID and the App's private key, or list your login in SAM_OPERATORS to see this page meanwhile",
+                    app.id
+                ),
+                _ => {
+                    "sam cannot ask GitHub who owns the App right now; try again shortly".to_owned()
+                }
+            };
+            return refusal(&state, StatusCode::BAD_GATEWAY, &reason);
         }
     };
 

@@ -119,7 +119,13 @@ impl ProviderConfig {
     /// Reads `SAM_PROVIDER` and, for `hetzner`, its settings; every problem goes to
     /// `problems`, and the local provider stands in for a provider that could not be read.
     pub fn from_source(source: &Source, problems: &mut Vec<String>) -> Self {
-        match source.get("SAM_PROVIDER").unwrap_or("local") {
+        // Either case, as the other settings' words.
+        match source
+            .get("SAM_PROVIDER")
+            .unwrap_or("local")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "local" => ProviderConfig::Local,
             "hetzner" => hetzner(source, problems)
                 .map(|settings| ProviderConfig::Hetzner(Box::new(settings)))
@@ -340,6 +346,13 @@ mod tests {
         ] {
             assert!(text.contains(key), "{key} missing from {text}");
         }
+        let (config, problems) = read(&[
+            ("SAM_PROVIDER", "Hetzner"),
+            ("HETZNER_API_TOKEN", "t"),
+            ("HETZNER_AGENT_URL", "https://example.com/sam-agent"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(matches!(config, ProviderConfig::Hetzner(_)));
         let (_, problems) = read(&[("SAM_PROVIDER", "aws")]);
         assert!(problems.join("").contains("SAM_PROVIDER"));
     }

@@ -382,6 +382,17 @@ async fn the_status_page_is_for_the_owner_and_operators_only() {
     assert!(page.body.contains("SAM_OPERATORS"), "{}", page.body);
     assert!(!page.body.contains("feature/status"), "{}", page.body);
 
+    // GitHub not knowing the App is a mistake in the settings, which waiting won't mend.
+    scene.github.sign_in_as("sam-owner");
+    scene.github.fail_next("GET", "/app", Failure::Status(404));
+    let page = Visitor::default().get(&status_url).await;
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(
+        page.body.contains("GitHub does not know the App") && page.body.contains("GITHUB_APP_ID"),
+        "{}",
+        page.body
+    );
+
     // Without signing in, the page sends the browser to GitHub first.
     let unsigned = http_client().get(&status_url).send().await.unwrap();
     assert_eq!(unsigned.status(), 303);
