@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             "/api/github/webhook",
             post(webhook::receive)
                 .layer(webhook::body_limit())
+                .layer(axum::middleware::from_fn(webhook::few_large_bodies))
                 .layer(axum::middleware::from_fn(metrics::count_deliveries)),
         )
         .route(

@@ -1,8 +1,8 @@
 //! `POST /api/github/webhook`: checks a delivery, stores it, and answers before working on it.
 //!
-//! The order of checks is deliberate: the body limit first (nothing large is buffered),
-//! then the signature over the exact bytes (nothing unsigned is even parsed), then the
-//! content type and JSON, then storage. GitHub gets 2xx only once the delivery is stored,
+//! The order of checks is deliberate: the body limit first (nothing over it is buffered,
+//! and only a few bodies near it at once), then the signature over the exact bytes
+//! (nothing unsigned is even parsed), then the content type and JSON, then storage. GitHub gets 2xx only once the delivery is stored,
 //! so a crash afterwards loses nothing.
 //!
 //! GitHub sends a webhook's payload as `application/json`, or, when the webhook's content
@@ -11,11 +11,13 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use super::AppState;
 use super::signature;
@@ -27,6 +29,43 @@ pub const MAX_BODY: usize = 25 * 1024 * 1024;
 /// The body limit of the webhook route; larger bodies get 413.
 pub fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_BODY)
+}
+
+/// The most a delivery of the events sam subscribes to weighs, within reason: tens of
+/// kilobytes, and an `installation` event of a few thousand repositories under this.
+const LARGE_BODY: u64 = 1024 * 1024;
+/// How many bodies larger than [`LARGE_BODY`] are read at once.
+const LARGE_AT_ONCE: usize = 4;
+
+/// Lets only a few large bodies be read at once. A body is held whole before its
+/// signature can be checked, so without this anyone reaching the webhook could make sam
+/// hold 25 MiB per connection. Past those few, a large body gets 503 and `Retry-After`,
+/// which GitHub's delivery log shows for redelivery; small ones never wait.
+pub async fn few_large_bodies(request: Request, next: Next) -> Response {
+    static READING: Semaphore = Semaphore::const_new(LARGE_AT_ONCE);
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // A body without a length may be anything up to the limit; one over it is refused
+    // before a byte is read.
+    let large = declared.is_none_or(|length| length > LARGE_BODY && length <= MAX_BODY as u64);
+    if !large {
+        return next.run(request).await;
+    }
+    let Ok(_reading) = READING.try_acquire() else {
+        tracing::warn!(
+            declared,
+            "a large body refused: {LARGE_AT_ONCE} are being read already"
+        );
+        let busy = answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sam is reading as many large deliveries as it reads at once; redeliver this one in a minute",
+        );
+        return ([(header::RETRY_AFTER, "60")], busy).into_response();
+    };
+    next.run(request).await
 }
 
 /// Receives one delivery.

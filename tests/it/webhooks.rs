@@ -374,6 +374,74 @@ async fn a_payload_that_is_not_the_event_it_claims_is_kept_and_failed_without_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_few_large_bodies_are_read_at_once_and_small_ones_never_wait() {
+    use tokio::io::AsyncWriteExt;
+    let stage = Stage::start(Fixture::Issues).await;
+    let address = stage.sam.url.trim_start_matches("http://").to_owned();
+    // A signed `ping` of `size` bytes in all.
+    let ping_of = |size: usize| {
+        let mut body = b"{\"zen\":\"".to_vec();
+        body.resize(size - 2, b'x');
+        body.extend_from_slice(b"\"}");
+        body
+    };
+    let large = ping_of(2 * 1024 * 1024);
+
+    // Clients that send a large body's headers and then dawdle: each holds a reading.
+    let mut dawdlers = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST /api/github/webhook HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\nx-github-event: ping\r\nx-github-delivery: {}\r\ncontent-length: {}\r\n\r\n{{",
+            uuid::Uuid::new_v4(),
+            large.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        dawdlers.push(stream);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let refused = loop {
+        let mut request = http_client().post(format!("{}/api/github/webhook", stage.sam.url));
+        for (name, value) in github_headers("ping", &large) {
+            request = request.header(name, value);
+        }
+        let response = request.body(large.clone()).send().await.unwrap();
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a fifth large body was read while four were: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "60");
+    assert!(refused.text().await.unwrap().contains("redeliver"));
+
+    // A delivery of ordinary size goes in meanwhile.
+    let small = ping_of(10_000);
+    let (status, text) = post(&stage.sam, &github_headers("ping", &small), small).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+
+    // Once the dawdlers go, large bodies are read again.
+    drop(dawdlers);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, text) = post(&stage.sam, &github_headers("ping", &large), large.clone()).await;
+        if status == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "large bodies stay refused after the dawdlers left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_unsupported_or_malformed_deliveries_get_a_4xx_and_are_not_stored() {
     let stage = Stage::start(Fixture::Issues).await;
     let ping = fixtures::webhook("ping", "app");
