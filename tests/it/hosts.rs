@@ -467,6 +467,17 @@ async fn a_bootstrap_token_works_once_and_not_after_it_expires() {
     // Something that is no certificate is refused before any token is looked at.
     let (status, body) = register(&scene, &used, b"not a certificate").await;
     assert_eq!(status, 400, "{body}");
+    // So is a body without the port, in words that say what is expected.
+    let response = http_client()
+        .post(format!("{}/api/agents/register", scene.sam.url))
+        .bearer_auth(&used)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("must be JSON like"), "{body}");
 
     // A host that never boots never registers: its token expires, and the workspace fails.
     hetzner.hold_boots(true);

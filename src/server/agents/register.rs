@@ -8,6 +8,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -44,7 +45,7 @@ pub struct Registered {
 pub async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Option<Json<Registration>>,
+    body: Result<Json<Registration>, JsonRejection>,
 ) -> Response {
     let Provider::Hetzner(pool) = state.workspaces.provider() else {
         return refuse(StatusCode::NOT_FOUND, "this sam does not create hosts");
@@ -52,7 +53,7 @@ pub async fn register(
     let Some(token) = bearer(&headers) else {
         return refuse(StatusCode::UNAUTHORIZED, "a bootstrap token is required");
     };
-    let Some(Json(registration)) = body else {
+    let Ok(Json(registration)) = body else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "the body must be JSON like {\"port\": 4100, \"certificate\": \"<base64 DER>\"}",
