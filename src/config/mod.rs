@@ -164,7 +164,13 @@ impl Config {
         // Without SAM_PUBLIC_URL, sam is reached where it listens; a listen address that
         // is not valid, or that is every address (0.0.0.0), says nothing about that.
         let public_url = match (source.get("SAM_PUBLIC_URL"), listen) {
-            (Some(_), _) => parse_or(source, "SAM_PUBLIC_URL", "", &mut problems, parse_base_url),
+            (Some(_), _) => parse_or(source, "SAM_PUBLIC_URL", "", &mut problems, |raw| {
+                // sam's pages, redirects and cookies name paths from the host's root.
+                parse_base_url(raw).and_then(|url| match url.path() {
+                    "/" => Ok(url),
+                    _ => Err("must be the root of a host, like https://sam.example.org: sam's pages link from /, so it cannot live under a path".into()),
+                })
+            }),
             (None, Some(addr)) if addr.ip().is_unspecified() => {
                 problems.push(format!(
                     "SAM_PUBLIC_URL must be set when SAM_LISTEN is every address ({addr}): \
@@ -638,6 +644,7 @@ mod tests {
             ("SAM_PUBLIC_URL", "https://sam.example.org/#top"),
             ("SAM_PUBLIC_URL", "https://me:secret@sam.example.org/"),
             ("SAM_LISTEN", "127.0.0.1:0"),
+            ("SAM_PUBLIC_URL", "https://sam.example.org/sam"),
         ] {
             let problems = Config::from_source(&Source::from_pairs([
                 ("DATABASE_URL", "postgres://db/sam"),

@@ -465,7 +465,7 @@ mod tests {
     fn config() -> Config {
         Config::from_source(&Source::from_pairs([
             ("DATABASE_URL", "postgres://db/sam"),
-            ("SAM_PUBLIC_URL", "https://sam.example.org/base"),
+            ("SAM_PUBLIC_URL", "https://sam.example.org"),
         ]))
         .unwrap()
     }
@@ -475,18 +475,18 @@ mod tests {
         let manifest = manifest(&config(), "our sam");
         let file: Value = serde_json::from_str(MANIFEST).unwrap();
         assert_eq!(manifest["name"], "our sam");
-        assert_eq!(manifest["url"], "https://sam.example.org/base/");
+        assert_eq!(manifest["url"], "https://sam.example.org/");
         assert_eq!(
             manifest["hook_attributes"]["url"],
-            "https://sam.example.org/base/api/github/webhook"
+            "https://sam.example.org/api/github/webhook"
         );
         assert_eq!(
             manifest["callback_urls"][0],
-            "https://sam.example.org/base/auth/github/callback"
+            "https://sam.example.org/auth/github/callback"
         );
         assert_eq!(
             manifest["redirect_url"],
-            "https://sam.example.org/base/setup/github/done"
+            "https://sam.example.org/setup/github/done"
         );
         assert_eq!(manifest["default_permissions"], file["default_permissions"]);
         assert_eq!(manifest["default_events"], file["default_events"]);
