@@ -185,6 +185,12 @@ async fn a_second_sam_on_a_data_directory_in_use_is_refused() {
     let db = crate::support::db::TestDatabase::create().await;
     let first = crate::server::SamServer::start(&github, &git, &db).await;
     let data_dir = first.data_dir.path().to_str().unwrap().to_owned();
+    // Only sam may open the lock: whoever may can also hold it, and keep sam from starting.
+    let lock = std::fs::metadata(first.data_dir.path().join("sam.lock")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&lock.permissions()) & 0o777,
+        0o600
+    );
     let listen = format!("127.0.0.1:{}", free_port());
     let output = sam(
         &["serve"],

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -27,9 +27,26 @@ struct Marker {
 
 impl Marker {
     /// The marker of the ready workspace in `dir`.
+    ///
+    /// The checkout belongs to the workspace's account, whose shells may put anything in
+    /// the marker's place; the agent reads it as root. So a link is not followed, a FIFO
+    /// cannot hold the open or the read, and only a small regular file is read.
     fn read(dir: &Path) -> anyhow::Result<Marker> {
-        let marker = std::fs::read(dir.join(MARKER))
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        const MAX_MARKER: u64 = 64 * 1024;
+        let path = dir.join(MARKER);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
             .with_context(|| format!("{} has no workspace marker", dir.display()))?;
+        let metadata = file.metadata()?;
+        if !metadata.is_file() || metadata.len() > MAX_MARKER {
+            bail!("{} is not a workspace marker", path.display());
+        }
+        let mut marker = Vec::new();
+        file.take(MAX_MARKER).read_to_end(&mut marker)?;
         serde_json::from_slice(&marker).context("the workspace marker is unreadable")
     }
 
@@ -313,5 +330,34 @@ mod tests {
         // A remote on disk needs none.
         std::fs::write(&marker, br#"{"branch":"main","remote":"/srv/git/o/r.git"}"#).unwrap();
         assert_eq!(credential_origin(dir.path()), None);
+    }
+
+    #[test]
+    fn a_marker_a_shell_replaced_is_refused_without_waiting_or_following() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let marker = dir.path().join(MARKER);
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, br#"{"branch":"main"}"#).unwrap();
+
+        // A FIFO would block an open or read for good: it is refused at once.
+        nix::unistd::mkfifo(&marker, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (sent, received) = std::sync::mpsc::channel();
+        let path = dir.path().to_owned();
+        std::thread::spawn(move || sent.send(Marker::read(&path).is_err()));
+        let refused = received.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(refused, Ok(true), "reading a FIFO marker did not end");
+
+        std::fs::remove_file(&marker).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &marker).unwrap();
+        assert!(Marker::read(dir.path()).is_err(), "a link was followed");
+
+        std::fs::remove_file(&marker).unwrap();
+        std::fs::write(&marker, vec![b' '; 100_000]).unwrap();
+        assert!(Marker::read(dir.path()).is_err());
+
+        std::fs::remove_file(&marker).unwrap();
+        std::fs::copy(&elsewhere, &marker).unwrap();
+        assert_eq!(Marker::read(dir.path()).unwrap().branch, "main");
     }
 }
