@@ -265,7 +265,14 @@ pub async fn describe_existing(dir: &Path) -> Result<Ready, CheckoutError> {
 /// What a ready workspace reports: its path, current commit and `branch`, the one
 /// checked out.
 pub async fn describe(dir: &Path, branch: String) -> Result<Ready, CheckoutError> {
-    let head = Git::new(dir).run(["rev-parse", "--verify", "HEAD"]).await?;
+    // A handed-over checkout's `.git` is its shells' to change: a config that includes a
+    // FIFO, say, must not hold the workspace's lock for good. (`rev-parse` runs no hook.)
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+    let head = tokio::time::timeout(LIMIT, Git::new(dir).run(["rev-parse", "--verify", "HEAD"]))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("git did not say the HEAD of {} within 30 s", dir.display())
+        })??;
     if !head.success {
         return Err(anyhow::anyhow!("{} has no HEAD commit", dir.display()).into());
     }
