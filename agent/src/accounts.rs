@@ -65,6 +65,8 @@ impl ShellUser {
 /// Workspaces' accounts take ids from here up: above people's, `nobody`'s, and the
 /// subordinate ids that rootless containers are given from 100000 on.
 const FIRST_ID: u32 = 1_000_000_000;
+/// The top of that range: ids above it are read as negative by some programs.
+const MAX_ID: u32 = i32::MAX as u32;
 /// The machine's record of the last id given to a workspace's account, by whichever
 /// agent, so that none is given twice.
 const LAST_ID: &str = "/var/lib/sam-agent/last-account-id";
@@ -137,7 +139,7 @@ impl Accounts {
     /// the background included.
     pub fn end_processes(&self, id: WorkspaceId) -> anyhow::Result<()> {
         if let Some(user) = self.find(id)? {
-            end_processes_of(&user)?;
+            end_processes_of_id(user.uid, user.gid)?;
         }
         Ok(())
     }
@@ -146,7 +148,7 @@ impl Accounts {
     pub fn remove(&self, id: WorkspaceId) -> anyhow::Result<()> {
         let name = Self::name_of(id);
         if let Some(user) = ShellUser::lookup(&name)? {
-            end_processes_of(&user)?;
+            end_processes_of_id(user.uid, user.gid)?;
             retry_while_locked("userdel", || {
                 std::process::Command::new("userdel")
                     // Its processes are ended; one still exiting must not keep it.
@@ -193,9 +195,9 @@ fn create_account(name: &str, home: &Path, id: WorkspaceId) -> anyhow::Result<()
         // Its user group gets the same id; no subordinate ids, which it could not use.
         for setting in [
             format!("UID_MIN={FIRST_ID}"),
-            format!("UID_MAX={}", i32::MAX),
+            format!("UID_MAX={MAX_ID}"),
             format!("GID_MIN={FIRST_ID}"),
-            format!("GID_MAX={}", i32::MAX),
+            format!("GID_MAX={MAX_ID}"),
             "SUB_UID_COUNT=0".to_owned(),
             "SUB_GID_COUNT=0".to_owned(),
         ] {
@@ -266,7 +268,7 @@ fn highest_id_in_use() -> std::io::Result<u32> {
                 .split(':')
                 .nth(2)
                 .and_then(|id| id.parse::<u32>().ok())
-                && id < u32::MAX / 2
+                && id < MAX_ID
             {
                 highest = highest.max(id);
             }
@@ -275,13 +277,8 @@ fn highest_id_in_use() -> std::io::Result<u32> {
     Ok(highest)
 }
 
-/// `kill -KILL -1` as the account itself: the kernel signals every process the account
-/// owns at once, so none escapes by forking meanwhile.
-fn end_processes_of(user: &ShellUser) -> anyhow::Result<()> {
-    end_processes_of_id(user.uid, user.gid)
-}
-
-/// [`end_processes_of`] for whichever user `uid` is, with group `gid`.
+/// `kill -KILL -1` as user `uid` (group `gid`) itself: the kernel signals every process
+/// the user owns at once, so none escapes by forking meanwhile.
 pub fn end_processes_of_id(uid: Uid, gid: Gid) -> anyhow::Result<()> {
     if uid.is_root() {
         bail!("the agent never ends every process of root");

@@ -33,15 +33,13 @@ impl Source {
         let path = explicit
             .clone()
             .unwrap_or_else(|| PathBuf::from("sam.toml"));
-        let (file, file_problems) = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_toml(&path, &text)?,
+        let (file, file_problems, file_read) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let (file, problems) = parse_toml(&path, &text)?;
+                (file, problems, Some(path))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
-                return Ok(Self {
-                    env,
-                    file: HashMap::new(),
-                    file_problems: Vec::new(),
-                    file_read: None,
-                });
+                (HashMap::new(), Vec::new(), None)
             }
             Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
         };
@@ -49,7 +47,7 @@ impl Source {
             env,
             file,
             file_problems,
-            file_read: Some(path),
+            file_read,
         })
     }
 

@@ -127,14 +127,12 @@ async fn reach(pool: &PgPool) -> anyhow::Result<()> {
 /// sqlx's wrapping or the line of PostgreSQL's source code that raised it, and where TLS
 /// is what went wrong, that the server may not speak PostgreSQL at all.
 fn in_words(error: &sqlx::Error) -> String {
+    let not_postgres =
+        |why: &dyn std::fmt::Display| format!("{why} (is a PostgreSQL server listening there?)");
     match error {
         sqlx::Error::Database(error) => error.message().to_owned(),
-        sqlx::Error::Tls(error) => {
-            format!("{error} (is a PostgreSQL server listening there?)")
-        }
-        sqlx::Error::Protocol(error) => {
-            format!("{error} (is a PostgreSQL server listening there?)")
-        }
+        sqlx::Error::Tls(why) => not_postgres(why),
+        sqlx::Error::Protocol(why) => not_postgres(why),
         error => error.to_string(),
     }
 }

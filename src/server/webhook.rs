@@ -2,8 +2,8 @@
 //!
 //! The order of checks is deliberate: the body limit first (nothing over it is buffered,
 //! and only a few bodies near it at once), then the signature over the exact bytes
-//! (nothing unsigned is even parsed), then the content type and JSON, then storage. GitHub gets 2xx only once the delivery is stored,
-//! so a crash afterwards loses nothing.
+//! (nothing unsigned is even parsed), then the content type and JSON, then storage.
+//! GitHub gets 2xx only once the delivery is stored, so a crash afterwards loses nothing.
 //!
 //! GitHub sends a webhook's payload as `application/json`, or, when the webhook's content
 //! type is set to `application/x-www-form-urlencoded`, as the form field `payload`. Either

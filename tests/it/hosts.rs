@@ -95,10 +95,16 @@ fn bootstrap_token(server: &ServerView) -> String {
 async fn register(scene: &ReadyWorkspace, token: &str, certificate: &[u8]) -> (u16, String) {
     use base64::Engine;
     let certificate = base64::engine::general_purpose::STANDARD.encode(certificate);
+    let body = serde_json::json!({ "port": 4100, "certificate": certificate });
+    register_with(scene, token, &body).await
+}
+
+/// [`register`] with any body.
+async fn register_with(scene: &ReadyWorkspace, token: &str, body: &Value) -> (u16, String) {
     let response = http_client()
         .post(format!("{}/api/agents/register", scene.sam.url))
         .bearer_auth(token)
-        .json(&serde_json::json!({ "port": 4100, "certificate": certificate }))
+        .json(body)
         .send()
         .await
         .unwrap();
@@ -468,15 +474,8 @@ async fn a_bootstrap_token_works_once_and_not_after_it_expires() {
     let (status, body) = register(&scene, &used, b"not a certificate").await;
     assert_eq!(status, 400, "{body}");
     // So is a body without the port, in words that say what is expected.
-    let response = http_client()
-        .post(format!("{}/api/agents/register", scene.sam.url))
-        .bearer_auth(&used)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body = response.text().await.unwrap();
+    let (status, body) = register_with(&scene, &used, &serde_json::json!({})).await;
+    assert_eq!(status, 400);
     assert!(body.contains("must be JSON like"), "{body}");
 
     // A host that never boots never registers: its token expires, and the workspace fails.

@@ -45,13 +45,30 @@ async fn post(
     headers: &BTreeMap<&'static str, String>,
     body: Vec<u8>,
 ) -> (StatusCode, String) {
+    let response = send(sam, headers, body).await;
+    let status = response.status();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// [`post`], for the whole answer.
+async fn send(
+    sam: &SamServer,
+    headers: &BTreeMap<&'static str, String>,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut request = http_client().post(format!("{}/api/github/webhook", sam.url));
     for (name, value) in headers {
         request = request.header(*name, value);
     }
-    let response = request.body(body).send().await.expect("posting to sam");
-    let status = response.status();
-    (status, response.text().await.unwrap_or_default())
+    request.body(body).send().await.expect("posting to sam")
+}
+
+/// A `ping` payload of exactly `size` bytes, its `zen` padded out.
+fn ping_of(size: usize) -> Vec<u8> {
+    let mut body = b"{\"zen\":\"".to_vec();
+    body.resize(size - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    body
 }
 
 /// The legacy `X-Hub-Signature` GitHub also sends: HMAC-SHA1 of `body`.
@@ -378,13 +395,6 @@ async fn only_a_few_large_bodies_are_read_at_once_and_small_ones_never_wait() {
     use tokio::io::AsyncWriteExt;
     let stage = Stage::start(Fixture::Issues).await;
     let address = stage.sam.url.trim_start_matches("http://").to_owned();
-    // A signed `ping` of `size` bytes in all.
-    let ping_of = |size: usize| {
-        let mut body = b"{\"zen\":\"".to_vec();
-        body.resize(size - 2, b'x');
-        body.extend_from_slice(b"\"}");
-        body
-    };
     let large = ping_of(2 * 1024 * 1024);
 
     // Clients that send a large body's headers and then dawdle: each holds a reading.
@@ -401,11 +411,7 @@ async fn only_a_few_large_bodies_are_read_at_once_and_small_ones_never_wait() {
     }
     let deadline = tokio::time::Instant::now() + WAIT;
     let refused = loop {
-        let mut request = http_client().post(format!("{}/api/github/webhook", stage.sam.url));
-        for (name, value) in github_headers("ping", &large) {
-            request = request.header(name, value);
-        }
-        let response = request.body(large.clone()).send().await.unwrap();
+        let response = send(&stage.sam, &github_headers("ping", &large), large.clone()).await;
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
             break response;
         }
@@ -446,9 +452,7 @@ async fn oversized_unsupported_or_malformed_deliveries_get_a_4xx_and_are_not_sto
     let stage = Stage::start(Fixture::Issues).await;
     let ping = fixtures::webhook("ping", "app");
 
-    let mut too_big = b"{\"zen\":\"".to_vec();
-    too_big.resize(MAX_BODY + 1 - 2, b'x');
-    too_big.extend_from_slice(b"\"}");
+    let too_big = ping_of(MAX_BODY + 1);
     let (status, text) = post(&stage.sam, &github_headers("ping", &too_big), too_big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "a body over 25 MiB");
     assert!(text.contains("\"message\""), "answered in JSON: {text}");

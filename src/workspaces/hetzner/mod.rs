@@ -240,7 +240,7 @@ impl HetznerPool {
     pub async fn holder_of(&self, workspace: Uuid) -> anyhow::Result<Option<AgentClient>> {
         match db::of_workspace(&self.inner.db, workspace).await? {
             Some(host) if matches!(host.state.as_str(), "creating" | "ready") => {
-                self.agent_for(workspace).await.map(Some)
+                self.agent_on(host).map(Some)
             }
             _ => Ok(None),
         }
@@ -251,6 +251,11 @@ impl HetznerPool {
         let host = db::of_workspace(&self.inner.db, workspace)
             .await?
             .context("the workspace has no host")?;
+        self.agent_on(host)
+    }
+
+    /// The agent on `host`, once it registered.
+    fn agent_on(&self, host: HostModel) -> anyhow::Result<AgentClient> {
         let (Some(address), Some(port), Some(certificate), "ready") = (
             host.address.as_deref(),
             host.agent_port.and_then(|p| u16::try_from(p).ok()),
